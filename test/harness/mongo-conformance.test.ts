@@ -1,0 +1,463 @@
+// Conformance of the MongoDB harness, written against the driver's public API only, so that it
+// also runs against a real replica set (TEST_MONGODB_URL) and any difference shows up here.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  Decimal128,
+  Long,
+  MongoClient,
+  MongoServerError,
+  ObjectId,
+  Timestamp,
+  type ChangeStream,
+  type Document,
+} from 'mongodb';
+import { startMongo, type TestMongo } from '../support/mongo/index.js';
+
+let mongo: TestMongo;
+let client: MongoClient;
+
+beforeAll(async () => {
+  mongo = await startMongo();
+  client = new MongoClient(mongo.url, { serverSelectionTimeoutMS: 5000 });
+  await client.connect();
+});
+
+afterAll(async () => {
+  await client?.close();
+  await mongo?.stop();
+});
+
+/** Opens the stream on the server before the test writes (watch() itself is lazy). */
+async function openStream(stream: ChangeStream<Document>) {
+  await stream.tryNext();
+  return stream;
+}
+
+/** The next `n` events, loosely typed: the tests check shapes the driver's union types hide. */
+async function take(stream: ChangeStream<Document>, n: number): Promise<Document[]> {
+  const events: Document[] = [];
+  while (events.length < n) events.push(await stream.next());
+  return events;
+}
+
+describe('handshake', () => {
+  it('answers hello as the writable primary of replica set rs0', async () => {
+    const hello = await client.db('admin').command({ hello: 1 });
+    expect(hello.isWritablePrimary).toBe(true);
+    expect(hello.setName).toBeTypeOf('string');
+    expect(hello.hosts).toContain(hello.me);
+    expect(hello.primary).toBe(hello.me);
+    expect(hello.maxWireVersion).toBeGreaterThanOrEqual(17);
+    expect(hello.logicalSessionTimeoutMinutes).toBeGreaterThan(0);
+    expect(hello.operationTime).toBeInstanceOf(Timestamp);
+  });
+
+  it('connects with directConnection=true as well as replicaSet', async () => {
+    const url = new URL(mongo.url);
+    url.searchParams.delete('replicaSet');
+    url.searchParams.set('directConnection', 'true');
+    const direct = new MongoClient(url.toString(), { serverSelectionTimeoutMS: 5000 });
+    try {
+      expect((await direct.db('admin').command({ ping: 1 })).ok).toBe(1);
+      const info = await direct.db('admin').command({ buildInfo: 1 });
+      expect(info.version).toMatch(/^\d+\.\d+/);
+    } finally {
+      await direct.close();
+    }
+  });
+});
+
+describe('CRUD', () => {
+  it('inserts, rejects a duplicate _id with 11000, and keeps BSON types exact', async () => {
+    const coll = client.db(mongo.database()).collection('crud');
+    const id = new ObjectId();
+    await coll.insertMany([
+      {
+        _id: id,
+        big: Long.fromString('9007199254740993'),
+        dec: Decimal128.fromString('42.42'),
+        at: new Date(-1000),
+      },
+      { _id: new ObjectId(), n: 2 },
+    ]);
+    await expect(coll.insertOne({ _id: id })).rejects.toMatchObject({ code: 11000 });
+    const doc = await coll.findOne({ _id: id }, { promoteLongs: false });
+    expect(doc?.big).toEqual(Long.fromString('9007199254740993'));
+    expect(doc?.dec.toString()).toBe('42.42');
+    expect(doc?.at).toEqual(new Date(-1000));
+    expect(await coll.countDocuments()).toBe(2);
+    expect(await coll.countDocuments({ n: 2 })).toBe(1);
+    expect(await coll.estimatedDocumentCount()).toBe(2);
+  });
+
+  it('applies update operators, replacements, upserts and multi updates', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('upd');
+    await coll.insertOne({ _id: 1 as never, a: 1, tags: ['x', 'y', 'z'], old: 1, list: [1, 2] });
+    await coll.updateOne({ _id: 1 as never }, {
+      $set: { 'sub.k': 'v' },
+      $inc: { a: 4 },
+      $unset: { old: '' },
+      $push: { list: { $each: [3, 4, 5], $slice: -3 } },
+      $pull: { tags: 'y' },
+    } as Document);
+    await coll.updateOne({ _id: 1 as never }, { $rename: { a: 'b' } });
+    expect(await coll.findOne({ _id: 1 as never })).toEqual({
+      _id: 1,
+      tags: ['x', 'z'],
+      list: [3, 4, 5],
+      sub: { k: 'v' },
+      b: 5,
+    });
+    const up = await coll.updateOne({ _id: 2 as never }, { $set: { c: 1 } }, { upsert: true });
+    expect(up.upsertedId).toBe(2);
+    await coll.replaceOne({ _id: 2 as never }, { d: 1 });
+    expect(await coll.findOne({ _id: 2 as never })).toEqual({ _id: 2, d: 1 });
+    await coll.insertMany([{ g: 1 }, { g: 1 }, { g: 2 }]);
+    const many = await coll.updateMany({ g: 1 }, { $set: { h: true } });
+    expect(many.modifiedCount).toBe(2);
+    const same = await coll.updateOne({ _id: 2 as never }, { $set: { d: 1 } });
+    expect(same.matchedCount).toBe(1);
+    expect(same.modifiedCount).toBe(0);
+  });
+
+  it('finds with filter, projection, sort, skip, limit and getMore batches', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('find');
+    await coll.insertMany(
+      Array.from({ length: 250 }, (_, i) => ({ _id: i as never, v: i % 10, w: 'x' })),
+    );
+    const all = await coll.find({}, { batchSize: 7 }).toArray();
+    expect(all).toHaveLength(250);
+    const page = await coll
+      .find({ v: { $gte: 5 } }, { projection: { w: 0 } })
+      .sort({ _id: -1 })
+      .skip(2)
+      .limit(3)
+      .toArray();
+    expect(page).toEqual([
+      { _id: 247, v: 7 },
+      { _id: 246, v: 6 },
+      { _id: 245, v: 5 },
+    ]);
+    const agg = await coll
+      .aggregate([{ $match: { v: 1 } }, { $sort: { _id: 1 } }, { $limit: 2 }])
+      .toArray();
+    expect(agg.map((d) => d._id)).toEqual([1, 11]);
+  });
+
+  it('findOneAndUpdate, findOneAndDelete, deletes with limit 1 and 0', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('fam');
+    await coll.insertMany([
+      { _id: 1 as never, n: 1 },
+      { _id: 2 as never, n: 1 },
+      { _id: 3 as never, n: 2 },
+    ]);
+    const after = await coll.findOneAndUpdate(
+      { _id: 1 as never },
+      { $inc: { n: 1 } },
+      { returnDocument: 'after' },
+    );
+    expect(after).toEqual({ _id: 1, n: 2 });
+    const removed = await coll.findOneAndDelete({ _id: 3 as never });
+    expect(removed).toEqual({ _id: 3, n: 2 });
+    expect((await coll.deleteOne({ n: { $gte: 1 } })).deletedCount).toBe(1);
+    expect((await coll.deleteMany({})).deletedCount).toBe(1);
+  });
+
+  it('creates, lists and drops collections and databases', async () => {
+    const db = client.db(mongo.database());
+    await db.createCollection('a');
+    await expect(db.createCollection('a')).rejects.toMatchObject({ code: 48 });
+    await db.collection('b').insertOne({ x: 1 });
+    await db.collection('b').createIndex({ x: 1 });
+    const names = (await db.listCollections({}, { nameOnly: true }).toArray())
+      .map((c) => c.name)
+      .sort();
+    expect(names).toEqual(['a', 'b']);
+    expect(await db.collection('a').drop()).toBe(true);
+    const dbs = await client.db('admin').admin().listDatabases();
+    expect(dbs.databases.map((d) => d.name)).toContain(db.databaseName);
+    await db.dropDatabase();
+    expect(await db.listCollections().toArray()).toEqual([]);
+  });
+});
+
+describe('change streams', () => {
+  it('reports every operation type with its real shape', async () => {
+    const db = client.db(mongo.database());
+    const coll = db.collection<Document>('events');
+    const stream = await openStream(coll.watch());
+    await coll.insertOne({ _id: 1 as never, a: 1, arr: [1, 2, 3], sub: { x: 1 } });
+    await coll.updateOne({ _id: 1 as never }, {
+      $set: { 'sub.y': 2, a: 2 },
+      $unset: { 'sub.x': '' },
+      $push: { arr: 4 },
+    } as Document);
+    await coll.updateOne({ _id: 1 as never }, [{ $set: { arr: [1] } }]);
+    await coll.replaceOne({ _id: 1 as never }, { b: 1 });
+    await coll.deleteOne({ _id: 1 as never });
+    const [ins, upd, trunc, rep, del] = await take(stream, 5);
+    expect(ins).toMatchObject({
+      operationType: 'insert',
+      ns: { db: db.databaseName, coll: 'events' },
+      documentKey: { _id: 1 },
+      fullDocument: { _id: 1, a: 1 },
+    });
+    expect(ins!._id).toHaveProperty('_data');
+    expect(ins!.clusterTime).toBeInstanceOf(Timestamp);
+    expect((ins as { wallTime?: Date }).wallTime).toBeInstanceOf(Date);
+    expect(upd).toMatchObject({
+      operationType: 'update',
+      updateDescription: {
+        updatedFields: { a: 2, 'sub.y': 2, 'arr.3': 4 },
+        removedFields: ['sub.x'],
+        truncatedArrays: [],
+      },
+    });
+    expect(upd).not.toHaveProperty('fullDocument');
+    expect(trunc).toMatchObject({
+      operationType: 'update',
+      updateDescription: { truncatedArrays: [{ field: 'arr', newSize: 1 }] },
+    });
+    expect(rep).toMatchObject({ operationType: 'replace', fullDocument: { _id: 1, b: 1 } });
+    expect(del).toMatchObject({ operationType: 'delete', documentKey: { _id: 1 } });
+    expect(del).not.toHaveProperty('fullDocument');
+    await stream.close();
+  });
+
+  it('looks up the current document for updateLookup, null once it is gone', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('lookup');
+    const stream = await openStream(coll.watch([], { fullDocument: 'updateLookup' }));
+    await coll.insertOne({ _id: 1 as never, n: 1 });
+    await coll.updateOne({ _id: 1 as never }, { $inc: { n: 1 } });
+    await coll.updateOne({ _id: 1 as never }, { $inc: { n: 1 } });
+    await coll.deleteOne({ _id: 1 as never });
+    const events = await take(stream, 4);
+    // The lookup happens when the event is read: both updates see the document's state then.
+    expect(events[1]).toHaveProperty('fullDocument');
+    expect(events[2]).toHaveProperty('fullDocument');
+    await stream.close();
+    const late = await openStream(
+      coll.watch([], { fullDocument: 'updateLookup', startAfter: events[0]!._id }),
+    );
+    const [update] = await take(late, 1);
+    expect(update).toMatchObject({ operationType: 'update', fullDocument: null });
+    await late.close();
+  });
+
+  it('serves post- and pre-images when the collection keeps them', async () => {
+    const db = client.db(mongo.database());
+    await db.createCollection('images', { changeStreamPreAndPostImages: { enabled: true } });
+    await db.createCollection('plain');
+    const images = db.collection<Document>('images');
+    const plain = db.collection<Document>('plain');
+    const a = await openStream(
+      images.watch([], {
+        fullDocument: 'whenAvailable',
+        fullDocumentBeforeChange: 'whenAvailable',
+      }),
+    );
+    const b = await openStream(plain.watch([], { fullDocument: 'whenAvailable' }));
+    await images.insertOne({ _id: 1 as never, n: 1 });
+    await images.updateOne({ _id: 1 as never }, { $set: { n: 2 } });
+    await plain.insertOne({ _id: 1 as never, n: 1 });
+    await plain.updateOne({ _id: 1 as never }, { $set: { n: 2 } });
+    const [, withImages] = await take(a, 2);
+    expect(withImages).toMatchObject({
+      fullDocument: { _id: 1, n: 2 },
+      fullDocumentBeforeChange: { _id: 1, n: 1 },
+    });
+    const [, without] = await take(b, 2);
+    expect(without).toMatchObject({ fullDocument: null });
+    await a.close();
+    await b.close();
+    const required = plain.watch([], {
+      fullDocument: 'required',
+      startAtOperationTime: withImages!.clusterTime,
+    });
+    await expect(required.next()).rejects.toBeInstanceOf(MongoServerError);
+    await required.close();
+  });
+
+  it('resumes after a token, starts at an operation time, and applies later stages', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('resume');
+    const stream = await openStream(coll.watch([{ $match: { operationType: 'insert' } }]));
+    await coll.insertOne({ _id: 1 as never });
+    await coll.deleteOne({ _id: 1 as never });
+    await coll.insertOne({ _id: 2 as never });
+    await coll.insertOne({ _id: 3 as never });
+    const [first, second] = await take(stream, 2);
+    expect(second!.documentKey).toEqual({ _id: 2 });
+    await stream.close();
+    const resumed = coll.watch([], { resumeAfter: first!._id });
+    const after = await take(resumed, 3);
+    expect(after.map((e) => e.operationType)).toEqual(['delete', 'insert', 'insert']);
+    await resumed.close();
+    const atTime = coll.watch([], { startAtOperationTime: second!.clusterTime });
+    expect((await take(atTime, 1))[0]!.documentKey).toEqual({ _id: 2 });
+    await atTime.close();
+  });
+
+  it('returns an empty batch with a postBatchResumeToken when idle', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('idle');
+    const stream = coll.watch([], { maxAwaitTimeMS: 200 });
+    const started = Date.now();
+    expect(await stream.tryNext()).toBeNull();
+    expect(await stream.tryNext()).toBeNull();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(150);
+    expect(stream.resumeToken).toHaveProperty('_data');
+    await coll.insertOne({ _id: 1 as never });
+    const resumed = coll.watch([], { resumeAfter: stream.resumeToken });
+    expect((await take(resumed, 1))[0]!.operationType).toBe('insert');
+    await stream.close();
+    await resumed.close();
+  });
+
+  it('invalidates a collection stream on drop and rename; startAfter continues past it', async () => {
+    const db = client.db(mongo.database());
+    const coll = db.collection<Document>('gone');
+    await coll.insertOne({ _id: 0 as never });
+    const stream = await openStream(coll.watch());
+    await coll.insertOne({ _id: 1 as never });
+    await coll.drop();
+    const [, drop, invalidate] = await take(stream, 3);
+    expect(drop).toMatchObject({ operationType: 'drop', ns: { coll: 'gone' } });
+    expect(invalidate!.operationType).toBe('invalidate');
+    expect(stream.closed || (await stream.tryNext()) === null).toBe(true);
+    await stream.close();
+    await expect(coll.watch([], { resumeAfter: invalidate!._id }).next()).rejects.toBeInstanceOf(
+      MongoServerError,
+    );
+    const again = coll.watch([], { startAfter: invalidate!._id });
+    await coll.insertOne({ _id: 2 as never });
+    expect((await take(again, 1))[0]).toMatchObject({
+      operationType: 'insert',
+      documentKey: { _id: 2 },
+    });
+    await again.close();
+
+    const renaming = await openStream(coll.watch());
+    await coll.rename('renamed');
+    const [rename, inv] = await take(renaming, 2);
+    expect(rename).toMatchObject({
+      operationType: 'rename',
+      to: { db: db.databaseName, coll: 'renamed' },
+    });
+    expect(inv!.operationType).toBe('invalidate');
+    await renaming.close();
+  });
+
+  it('watches a database and the cluster; dropDatabase invalidates the database stream', async () => {
+    const db = client.db(mongo.database());
+    const dbStream = await openStream(db.watch());
+    const clusterStream = await openStream(client.watch());
+    await db.collection('x').insertOne({ _id: 1 as never });
+    await db.collection('y').insertOne({ _id: 1 as never });
+    await db.dropDatabase();
+    const events = await take(dbStream, 6);
+    expect(events.map((e) => e.operationType)).toEqual([
+      'insert',
+      'insert',
+      'drop',
+      'drop',
+      'dropDatabase',
+      'invalidate',
+    ]);
+    const cluster = await take(clusterStream, 5);
+    expect(cluster.map((e) => e.operationType)).toEqual([
+      'insert',
+      'insert',
+      'drop',
+      'drop',
+      'dropDatabase',
+    ]);
+    await dbStream.close();
+    await clusterStream.close();
+  });
+});
+
+describe.runIf(!process.env.TEST_MONGODB_URL)('faults (harness only)', () => {
+  it('kills change-stream cursors; the driver resumes without losing an event', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('kill');
+    const stream = await openStream(coll.watch());
+    await coll.insertOne({ _id: 1 as never });
+    await take(stream, 1);
+    expect(mongo.harness!.killChangeStreamCursors()).toBe(1);
+    await coll.insertOne({ _id: 2 as never });
+    expect((await take(stream, 1))[0]!.documentKey).toEqual({ _id: 2 });
+    await stream.close();
+  });
+
+  it('drops every connection; streams resume and writes retry', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('drop');
+    const stream = await openStream(coll.watch());
+    await coll.insertOne({ _id: 1 as never });
+    await take(stream, 1);
+    mongo.harness!.dropConnections();
+    await coll.insertOne({ _id: 2 as never });
+    expect((await take(stream, 1))[0]!.documentKey).toEqual({ _id: 2 });
+    await stream.close();
+  });
+
+  it('labels a resumable getMore error so the driver resumes', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('label');
+    const stream = await openStream(coll.watch());
+    mongo.harness!.failCommand('getMore', { code: 91 });
+    await coll.insertOne({ _id: 1 as never });
+    expect((await take(stream, 1))[0]!.documentKey).toEqual({ _id: 1 });
+    await stream.close();
+  });
+
+  it('applies a retried write once', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('retry');
+    const stream = await openStream(coll.watch());
+    mongo.harness!.failCommand('insert', { code: 91, closeConnection: true });
+    await coll.insertOne({ _id: 1 as never });
+    expect(await coll.countDocuments()).toBe(1);
+    mongo.harness!.failCommand('update', { code: 189 });
+    await coll.updateOne({ _id: 1 as never }, { $inc: { n: 1 } });
+    expect(await coll.findOne({ _id: 1 as never })).toEqual({ _id: 1, n: 1 });
+    const events = await take(stream, 2);
+    expect(events.map((e) => e.operationType)).toEqual(['insert', 'update']);
+    await stream.close();
+  });
+
+  it('fails a resume before discarded history with 286', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('lost');
+    const stream = await openStream(coll.watch());
+    await coll.insertOne({ _id: 1 as never });
+    const [first] = await take(stream, 1);
+    await stream.close();
+    await coll.insertOne({ _id: 2 as never });
+    mongo.harness!.discardHistory();
+    const resumed = coll.watch([], { resumeAfter: first!._id });
+    await expect(resumed.next()).rejects.toMatchObject({ code: 286 });
+    await resumed.close();
+  });
+
+  it('pauses and resumes answering', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('pause');
+    mongo.harness!.pause();
+    let answered = false;
+    const pending = coll.insertOne({ _id: 1 as never }).then(() => (answered = true));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(answered).toBe(false);
+    mongo.harness!.resume();
+    await pending;
+    expect(await coll.countDocuments()).toBe(1);
+  });
+});
+
+describe.runIf(!process.env.TEST_MONGODB_URL)('standalone mode', () => {
+  it('refuses change streams with 40573', async () => {
+    const { MongoHarness } = await import('../support/mongo/index.js');
+    const standalone = await MongoHarness.start({ replicaSet: false });
+    const c = new MongoClient(standalone.url, { serverSelectionTimeoutMS: 3000 });
+    try {
+      await c.db('x').collection('y').insertOne({ a: 1 });
+      await expect(c.db('x').collection('y').watch().next()).rejects.toMatchObject({ code: 40573 });
+    } finally {
+      await c.close();
+      await standalone.stop();
+    }
+  });
+});

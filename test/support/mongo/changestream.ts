@@ -1,0 +1,271 @@
+// Change streams over the harness oplog: resume tokens, event shapes, full-document modes,
+// invalidation, user pipeline stages and lost history, as a MongoDB 7.0 primary reports them.
+import { Timestamp, type Document } from 'bson';
+import { Aggregator } from 'mingo';
+import { CommandError } from './errors.js';
+import { cloneDocument, idKey, type OplogEntry, type Store } from './store.js';
+
+// A token is the event's cluster time as fixed-width hex (so tokens sort like times), and a flag
+// for invalidate events, which `resumeAfter` must refuse and `startAfter` accepts.
+export function encodeToken(ts: Timestamp, invalidate = false): { _data: string } {
+  const hex = (n: number) => n.toString(16).padStart(8, '0');
+  return { _data: `82${hex(ts.t)}${hex(ts.i)}${invalidate ? '01' : '00'}` };
+}
+
+export function decodeToken(token: unknown): { ts: Timestamp; invalidate: boolean } {
+  const data = (token as { _data?: unknown } | null)?._data;
+  if (typeof data !== 'string' || !/^82[0-9a-f]{18}$/.test(data)) {
+    throw new CommandError(
+      260,
+      'KeyString format error: invalid resume token',
+      'InvalidResumeToken',
+    );
+  }
+  return {
+    ts: new Timestamp({ t: parseInt(data.slice(2, 10), 16), i: parseInt(data.slice(10, 18), 16) }),
+    invalidate: data.slice(18) === '01',
+  };
+}
+
+export function compareTimestamps(a: Timestamp, b: Timestamp): number {
+  return a.t - b.t || a.i - b.i;
+}
+
+export interface ChangeStreamSpec {
+  db: string;
+  /** Absent for a database or cluster stream. */
+  coll?: string;
+  cluster: boolean;
+  fullDocument: string;
+  fullDocumentBeforeChange: string;
+  showExpandedEvents: boolean;
+  /** Stages after `$changeStream`, applied to each event. */
+  stages: Document[];
+}
+
+const INTERNAL_DATABASES = new Set(['admin', 'config', 'local']);
+
+export class ChangeStreamCursor {
+  /** Events after this time are returned (at it too while `inclusive`). */
+  private position: Timestamp;
+  private inclusive: boolean;
+  done = false;
+  killed = false;
+
+  constructor(
+    private readonly store: Store,
+    readonly spec: ChangeStreamSpec,
+    stage: Document,
+  ) {
+    if (stage.resumeAfter && stage.startAfter) {
+      throw new CommandError(50865, 'Do not specify both startAfter and resumeAfter');
+    }
+    const token = stage.resumeAfter ?? stage.startAfter;
+    if (token) {
+      const { ts, invalidate } = decodeToken(token);
+      if (invalidate && stage.resumeAfter) {
+        throw new CommandError(
+          260,
+          "Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification.",
+          'InvalidResumeToken',
+        );
+      }
+      this.position = ts;
+      this.inclusive = false;
+    } else if (stage.startAtOperationTime instanceof Timestamp) {
+      this.position = stage.startAtOperationTime;
+      this.inclusive = true;
+    } else {
+      this.position = store.clusterTime;
+      this.inclusive = false;
+    }
+    this.checkHistory();
+  }
+
+  get namespace(): string {
+    return this.spec.coll ? `${this.spec.db}.${this.spec.coll}` : `${this.spec.db}.$cmd.aggregate`;
+  }
+
+  /** The token a client may resume from after this batch. */
+  get postBatchResumeToken(): { _data: string } {
+    return encodeToken(this.position);
+  }
+
+  private checkHistory(): void {
+    const lost = this.store.discardedThrough;
+    if (!lost) return;
+    const cmp = compareTimestamps(this.position, lost);
+    if (cmp < 0 || (cmp === 0 && this.inclusive)) {
+      throw new CommandError(
+        286,
+        'Resume of change stream was not possible, as the resume point may no longer be in the oplog.',
+        'ChangeStreamHistoryLost',
+        ['NonResumableChangeStreamError'],
+      );
+    }
+  }
+
+  /** Up to `max` events available now (never waits). */
+  read(max: number): Document[] {
+    this.checkHistory();
+    const oplog = this.store.oplog;
+    const events: Document[] = [];
+    let index = this.firstIndex(oplog);
+    while (index < oplog.length && events.length < max && !this.done) {
+      const entry = oplog[index]!;
+      index++;
+      this.position = entry.ts;
+      this.inclusive = false;
+      if (!this.inScope(entry)) continue;
+      const event = this.toEvent(entry);
+      if (event) events.push(...this.applyStages(event));
+      if (this.invalidates(entry)) {
+        events.push({
+          _id: encodeToken(entry.ts, true),
+          operationType: 'invalidate',
+          clusterTime: entry.ts,
+          wallTime: entry.wallTime,
+        });
+        this.done = true;
+      }
+    }
+    if (index >= oplog.length && !this.done) {
+      // Scanned to the end: nothing up to the current cluster time is left unseen.
+      this.position = this.store.clusterTime;
+      this.inclusive = false;
+    }
+    return events;
+  }
+
+  private firstIndex(oplog: OplogEntry[]): number {
+    let lo = 0;
+    let hi = oplog.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const cmp = compareTimestamps(oplog[mid]!.ts, this.position);
+      if (cmp < 0 || (cmp === 0 && !this.inclusive)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private inScope(entry: OplogEntry): boolean {
+    if (this.spec.cluster) return !INTERNAL_DATABASES.has(entry.db);
+    if (entry.db !== this.spec.db) return false;
+    if (!this.spec.coll) return true;
+    return entry.coll === this.spec.coll && entry.op !== 'dropDatabase';
+  }
+
+  private invalidates(entry: OplogEntry): boolean {
+    if (this.spec.cluster) return false;
+    if (this.spec.coll) return entry.op === 'drop' || entry.op === 'rename';
+    return entry.op === 'dropDatabase';
+  }
+
+  private toEvent(entry: OplogEntry): Document | null {
+    const base = {
+      _id: encodeToken(entry.ts),
+      operationType: entry.op,
+      clusterTime: entry.ts,
+      wallTime: entry.wallTime,
+    };
+    const ns = entry.coll ? { db: entry.db, coll: entry.coll } : { db: entry.db };
+    switch (entry.op) {
+      case 'insert':
+        return {
+          ...base,
+          fullDocument: cloneDocument(entry.postImage!),
+          ns,
+          documentKey: entry.documentKey,
+        };
+      case 'replace':
+        return {
+          ...base,
+          fullDocument: cloneDocument(entry.postImage!),
+          ns,
+          documentKey: entry.documentKey,
+          ...this.preImage(entry),
+        };
+      case 'update': {
+        const updateDescription = this.spec.showExpandedEvents
+          ? { ...entry.updateDescription, disambiguatedPaths: {} }
+          : entry.updateDescription;
+        return {
+          ...base,
+          ns,
+          documentKey: entry.documentKey,
+          updateDescription,
+          ...this.postImage(entry),
+          ...this.preImage(entry),
+        };
+      }
+      case 'delete':
+        return { ...base, ns, documentKey: entry.documentKey, ...this.preImage(entry) };
+      case 'drop':
+      case 'dropDatabase':
+        return { ...base, ns };
+      case 'rename':
+        return { ...base, ns, to: entry.to };
+      case 'create':
+        return this.spec.showExpandedEvents ? { ...base, ns, operationDescription: {} } : null;
+    }
+  }
+
+  private imagesEnabled(entry: OplogEntry): boolean {
+    return this.store.collection(entry.db, entry.coll ?? '')?.imagesEnabled === true;
+  }
+
+  private postImage(entry: OplogEntry): Document {
+    switch (this.spec.fullDocument) {
+      case 'updateLookup': {
+        const current = this.store
+          .collection(entry.db, entry.coll!)
+          ?.docs.get(idKey(entry.documentKey!._id));
+        return { fullDocument: current ? cloneDocument(current) : null };
+      }
+      case 'whenAvailable':
+        return { fullDocument: this.imagesEnabled(entry) ? cloneDocument(entry.postImage!) : null };
+      case 'required':
+        if (!this.imagesEnabled(entry)) throw missingImage('post-image');
+        return { fullDocument: cloneDocument(entry.postImage!) };
+      default:
+        return {};
+    }
+  }
+
+  private preImage(entry: OplogEntry): Document {
+    const mode = this.spec.fullDocumentBeforeChange;
+    if (mode !== 'whenAvailable' && mode !== 'required') return {};
+    if (!this.imagesEnabled(entry)) {
+      if (mode === 'required') throw missingImage('pre-image');
+      return { fullDocumentBeforeChange: null };
+    }
+    return { fullDocumentBeforeChange: cloneDocument(entry.preImage!) };
+  }
+
+  private applyStages(event: Document): Document[] {
+    if (this.spec.stages.length === 0) return [event];
+    const token = event._id._data as string;
+    const out = new Aggregator(this.spec.stages).run([event]) as Document[];
+    for (const result of out) {
+      if (result._id?._data !== token) {
+        throw new CommandError(
+          280,
+          'Encountered an event whose _id field, which contains the resume token, was modified by the pipeline.',
+          'ChangeStreamFatalError',
+          ['NonResumableChangeStreamError'],
+        );
+      }
+    }
+    return out;
+  }
+}
+
+function missingImage(which: string): CommandError {
+  return new CommandError(
+    280,
+    `Change stream was configured to require a ${which} for all update, delete and replace events, but the ${which} was not found`,
+    'ChangeStreamFatalError',
+    ['NonResumableChangeStreamError'],
+  );
+}

@@ -1,0 +1,143 @@
+// MongoDB wire protocol framing for the test harness: OP_QUERY (the driver's legacy handshake),
+// OP_MSG (everything after it) and OP_REPLY (the answer to OP_QUERY).
+import { BSON, type Document } from 'bson';
+
+export const OP_REPLY = 1;
+export const OP_QUERY = 2004;
+export const OP_MSG = 2013;
+
+const CHECKSUM_PRESENT = 1 << 0;
+export const MORE_TO_COME = 1 << 1;
+const EXHAUST_ALLOWED = 1 << 16;
+
+// Longs stay Long so an Int64 written by a client comes back as an Int64.
+const DESERIALIZE = { promoteLongs: false } as const;
+
+export interface Request {
+  requestId: number;
+  opCode: typeof OP_QUERY | typeof OP_MSG;
+  /** The command document (OP_MSG kind 0, or the OP_QUERY query). */
+  body: Document;
+  /** OP_MSG kind-1 document sequences by identifier (`documents`, `updates`, `deletes`). */
+  sequences: Record<string, Document[]>;
+  /** The client wants no reply (unacknowledged write). */
+  moreToCome: boolean;
+  exhaustAllowed: boolean;
+}
+
+export class ProtocolError extends Error {}
+
+/** Accumulates socket bytes and yields whole requests. */
+export class MessageReader {
+  private buffer: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): Request[] {
+    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    const requests: Request[] = [];
+    while (this.buffer.length >= 4) {
+      const length = this.buffer.readInt32LE(0);
+      if (length < 16) throw new ProtocolError(`message length ${length} is too small`);
+      if (this.buffer.length < length) break;
+      requests.push(parseMessage(this.buffer.subarray(0, length)));
+      this.buffer = this.buffer.subarray(length);
+    }
+    return requests;
+  }
+}
+
+function parseMessage(message: Buffer): Request {
+  const requestId = message.readInt32LE(4);
+  const opCode = message.readInt32LE(12);
+  if (opCode === OP_QUERY) return parseQuery(message, requestId);
+  if (opCode === OP_MSG) return parseMsg(message, requestId);
+  throw new ProtocolError(`unsupported opCode ${opCode}`);
+}
+
+function parseQuery(message: Buffer, requestId: number): Request {
+  let offset = 20; // header + flags
+  const nameEnd = message.indexOf(0, offset);
+  offset = nameEnd + 1 + 8; // cstring, numberToSkip, numberToReturn
+  const size = message.readInt32LE(offset);
+  const body = BSON.deserialize(message.subarray(offset, offset + size), DESERIALIZE);
+  // Legacy commands may wrap the command as {$query: {...}, $readPreference: ...}.
+  const command = (body.$query as Document | undefined) ?? body;
+  return {
+    requestId,
+    opCode: OP_QUERY,
+    body: command,
+    sequences: {},
+    moreToCome: false,
+    exhaustAllowed: false,
+  };
+}
+
+function parseMsg(message: Buffer, requestId: number): Request {
+  const flags = message.readUInt32LE(16);
+  if (flags & 0xffff & ~(CHECKSUM_PRESENT | MORE_TO_COME)) {
+    throw new ProtocolError(`unknown required OP_MSG flag bits ${flags & 0xffff}`);
+  }
+  const end = flags & CHECKSUM_PRESENT ? message.length - 4 : message.length;
+  let offset = 20;
+  let body: Document | undefined;
+  const sequences: Record<string, Document[]> = {};
+  while (offset < end) {
+    const kind = message.readUInt8(offset);
+    offset += 1;
+    if (kind === 0) {
+      const size = message.readInt32LE(offset);
+      body = BSON.deserialize(message.subarray(offset, offset + size), DESERIALIZE);
+      offset += size;
+    } else if (kind === 1) {
+      const size = message.readInt32LE(offset);
+      const sectionEnd = offset + size;
+      const idEnd = message.indexOf(0, offset + 4);
+      const identifier = message.toString('utf8', offset + 4, idEnd);
+      const docs: Document[] = [];
+      let docOffset = idEnd + 1;
+      while (docOffset < sectionEnd) {
+        const docSize = message.readInt32LE(docOffset);
+        docs.push(BSON.deserialize(message.subarray(docOffset, docOffset + docSize), DESERIALIZE));
+        docOffset += docSize;
+      }
+      sequences[identifier] = docs;
+      offset = sectionEnd;
+    } else {
+      throw new ProtocolError(`unknown OP_MSG section kind ${kind}`);
+    }
+  }
+  if (!body) throw new ProtocolError('OP_MSG without a kind-0 section');
+  return {
+    requestId,
+    opCode: OP_MSG,
+    body,
+    sequences,
+    moreToCome: (flags & MORE_TO_COME) !== 0,
+    exhaustAllowed: (flags & EXHAUST_ALLOWED) !== 0,
+  };
+}
+
+let nextResponseId = 1;
+
+function header(length: number, responseTo: number, opCode: number): Buffer {
+  const h = Buffer.alloc(16);
+  h.writeInt32LE(length, 0);
+  h.writeInt32LE(nextResponseId++ & 0x7fffffff, 4);
+  h.writeInt32LE(responseTo, 8);
+  h.writeInt32LE(opCode, 12);
+  return h;
+}
+
+export function encodeMsg(responseTo: number, doc: Document): Buffer {
+  const payload = BSON.serialize(doc);
+  const flagsAndKind = Buffer.alloc(5); // flags 0, section kind 0
+  const length = 16 + flagsAndKind.length + payload.length;
+  return Buffer.concat([header(length, responseTo, OP_MSG), flagsAndKind, payload]);
+}
+
+export function encodeReply(responseTo: number, doc: Document): Buffer {
+  const payload = BSON.serialize(doc);
+  const fields = Buffer.alloc(20); // responseFlags, cursorID (int64 0), startingFrom
+  fields.writeInt32LE(1, 16); // numberReturned
+  const length = 16 + fields.length + payload.length;
+  return Buffer.concat([header(length, responseTo, OP_REPLY), fields, payload]);
+}
