@@ -1,13 +1,217 @@
-// Commander wiring only: each command's behaviour lives in src/commands/.
-import { Command } from 'commander';
+// Commander wiring only: options (each with its environment twin; flags win) and which command
+// function runs. Behaviour lives in src/commands/, validation in src/config.ts.
+import { Command, CommanderError, Option } from 'commander';
+import { cdcRelay } from './commands/cdc-relay.js';
+import { replay } from './commands/replay.js';
+import { tail } from './commands/tail.js';
+import { relaySettings, replaySettings, tailSettings } from './config.js';
+import { ConfigError, RelayError, errorMessage } from './errors.js';
+import { redact } from './log.js';
 
-export function buildProgram(): Command {
-  return new Command('relay')
-    .description('Change-data-capture relay: MongoDB change streams into CrateDB and PostgreSQL tables.')
-    .version('0.1.0');
+const collect = (value: string, previous: string[] = []) => [
+  ...previous,
+  ...value.split(',').map((v) => v.trim()),
+];
+
+function sourceOptions(command: Command, { collectionRequired = false } = {}): Command {
+  return command
+    .addOption(
+      new Option('--mongodb-url <url>', 'MongoDB connection string (a replica set)').env(
+        'MONGODB_URL',
+      ),
+    )
+    .addOption(new Option('--database <name>', 'source database').env('MONGODB_DATABASE'))
+    .addOption(
+      new Option(
+        '--collection <name>',
+        collectionRequired
+          ? 'source collection (repeatable)'
+          : 'source collection (repeatable; omit for the whole database)',
+      )
+        .env('MONGODB_COLLECTION')
+        .argParser(collect),
+    )
+    .addOption(
+      new Option(
+        '--filter <json>',
+        'change-stream pipeline stages appended to the relay’s own, as JSON',
+      ).env('CHANGE_STREAM_FILTER'),
+    );
 }
 
+function targetOptions(command: Command): Command {
+  return command
+    .addOption(
+      new Option(
+        '--target-url <url>',
+        'target, as postgresql:// URL (CrateDB: postgresql://crate@host:5432/doc)',
+      ).env('TARGET_URL'),
+    )
+    .addOption(
+      new Option('--dialect <dialect>', 'target dialect; auto asks the server')
+        .choices(['auto', 'cratedb', 'postgres'])
+        .default('auto')
+        .env('TARGET_DIALECT'),
+    )
+    .addOption(
+      new Option(
+        '--schema <name>',
+        'target schema (default: doc on CrateDB, public on PostgreSQL)',
+      ).env('TARGET_SCHEMA'),
+    )
+    .addOption(
+      new Option('--table <name>', 'target table (default: the collection name)').env(
+        'TARGET_TABLE',
+      ),
+    );
+}
+
+function batchOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--batch-size <n>', 'events per batch').default('1000').env('BATCH_SIZE'))
+    .addOption(
+      new Option('--batch-wait-ms <ms>', 'longest wait for more events after the first of a batch')
+        .default('100')
+        .env('BATCH_WAIT_MS'),
+    )
+    .addOption(
+      new Option('--object-policy <policy>', 'CrateDB column policy of the data OBJECT')
+        .choices(['dynamic', 'ignored'])
+        .default('dynamic')
+        .env('OBJECT_POLICY'),
+    )
+    .addOption(
+      new Option('--on-error <mode>', 'a row the target rejects: dead-letter it, or stop')
+        .choices(['dlq', 'fail'])
+        .default('dlq')
+        .env('ON_ERROR'),
+    )
+    .addOption(
+      new Option(
+        '--stream-id <id>',
+        'checkpoint key (default: source namespace and target table)',
+      ).env('STREAM_ID'),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'log level')
+        .choices(['debug', 'info', 'warn', 'error'])
+        .default('info')
+        .env('LOG_LEVEL'),
+    );
+}
+
+export function buildProgram(): Command {
+  const program = new Command('relay')
+    .description(
+      'Change-data-capture relay: MongoDB change streams into CrateDB and PostgreSQL tables.',
+    )
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for the options)');
+
+  const relayCommand = program
+    .command('cdc-relay')
+    .description(
+      'keep target tables in step with MongoDB collections: snapshot, then stream, resumably',
+    );
+  sourceOptions(relayCommand);
+  targetOptions(relayCommand);
+  batchOptions(relayCommand)
+    .addOption(
+      new Option(
+        '--snapshot <mode>',
+        'initial copy when there is no checkpoint: initial, never, or only (copy and exit)',
+      )
+        .choices(['initial', 'never', 'only'])
+        .default('initial')
+        .env('SNAPSHOT_MODE'),
+    )
+    .addOption(
+      new Option(
+        '--full-document <mode>',
+        'how updates are read: the looked-up document, the post-image, or a patch',
+      )
+        .choices(['updateLookup', 'whenAvailable', 'required', 'patch'])
+        .default('updateLookup')
+        .env('FULL_DOCUMENT'),
+    )
+    .addOption(
+      new Option(
+        '--on-drop <mode>',
+        'when a collection is dropped or renamed: ignore, truncate, or drop its table',
+      )
+        .choices(['ignore', 'truncate', 'drop'])
+        .default('ignore')
+        .env('ON_DROP'),
+    )
+    .addOption(
+      new Option('--progress-interval <seconds>', 'seconds between progress lines on stderr')
+        .default('5')
+        .env('PROGRESS_INTERVAL'),
+    )
+    .action(async (options) => cdcRelay(relaySettings(options)));
+
+  const tailCommand = program
+    .command('tail')
+    .description(
+      'print change events live, as canonical Extended JSON lines (input for replay) or readable lines',
+    );
+  sourceOptions(tailCommand)
+    .addOption(
+      new Option(
+        '--format <format>',
+        'ejson: one canonical Extended JSON event per line; pretty: a short line each',
+      )
+        .choices(['ejson', 'pretty'])
+        .default('ejson')
+        .env('TAIL_FORMAT'),
+    )
+    .addOption(
+      new Option(
+        '--operation <type>',
+        'only these operation types (repeatable: insert, update, replace, delete, …)',
+      )
+        .argParser(collect)
+        .env('TAIL_OPERATIONS'),
+    )
+    .addOption(
+      new Option('--full-document <mode>', 'full-document mode of the stream')
+        .choices(['updateLookup', 'whenAvailable', 'required', 'patch'])
+        .default('updateLookup')
+        .env('FULL_DOCUMENT'),
+    )
+    .addOption(new Option('--limit <n>', 'stop after this many events').env('TAIL_LIMIT'))
+    .action(async (options) => tail(tailSettings(options)));
+
+  const replayCommand = program
+    .command('replay')
+    .description(
+      'apply change events from a file of canonical Extended JSON lines (what tail prints) to a target',
+    )
+    .argument('<file>', 'JSON-lines file of change events; - for standard input');
+  targetOptions(replayCommand);
+  batchOptions(replayCommand).action(async (file: string, options) => {
+    await replay(replaySettings(file, options));
+  });
+
+  return program;
+}
+
+/** Runs the CLI; returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
-  await buildProgram().parseAsync(argv);
-  return 0;
+  const program = buildProgram();
+  program.exitOverride();
+  program.configureOutput({ writeErr: (text) => process.stderr.write(text) });
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode;
+    const message = redact(errorMessage(error));
+    process.stderr.write(`relay: ${message}\n`);
+    if (error instanceof ConfigError) return 2;
+    if (!(error instanceof RelayError) && process.env.LOG_LEVEL === 'debug') {
+      process.stderr.write(`${(error as Error).stack ?? ''}\n`);
+    }
+    return 1;
+  }
 }

@@ -17,7 +17,11 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2);
 }
 
-const harness = await MongoHarness.start({ port, host: values.host, replicaSet: !values.standalone });
+const harness = await MongoHarness.start({
+  port,
+  host: values.host,
+  replicaSet: !values.standalone,
+});
 process.stdout.write(`ready ${harness.url}\n`);
 
 const shutdown = () => {

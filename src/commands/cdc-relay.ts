@@ -1,0 +1,78 @@
+// `relay cdc-relay`: keep target tables in step with MongoDB collections until stopped.
+import type { RelaySettings } from '../config.js';
+import { defaultStreamId } from '../config.js';
+import { createLogger } from '../log.js';
+import { connectMongo } from '../mongo/connect.js';
+import { Relay } from '../pipeline.js';
+import { startProgress } from '../stats.js';
+import { connectTarget } from '../target/connect.js';
+import { TargetWriter } from '../target/writer.js';
+
+export async function cdcRelay(settings: RelaySettings): Promise<void> {
+  const log = createLogger(settings.logLevel);
+  const target = await connectTarget(settings.targetUrl, settings.dialect);
+  let client;
+  try {
+    client = await connectMongo(settings.mongodbUrl, { requireChangeStreams: true });
+  } catch (error) {
+    await target.close();
+    throw error;
+  }
+  const schema = settings.schema ?? target.dialect.defaultSchema;
+  const streamId = settings.streamId ?? defaultStreamId(settings, schema);
+  const writer = new TargetWriter(target.db, target.dialect, {
+    schema,
+    streamId,
+    onError: settings.onError,
+    objectPolicy: settings.objectPolicy,
+    tableFor: (collection) => settings.table ?? collection,
+  });
+  const relay = new Relay(
+    client,
+    writer,
+    {
+      database: settings.database,
+      collections: settings.collections,
+      fullDocument: settings.fullDocument,
+      filter: settings.filter,
+      batchSize: settings.batchSize,
+      batchWaitMs: settings.batchWaitMs,
+      snapshot: settings.snapshot,
+      onDrop: settings.onDrop,
+      idleCheckpointMs: 5000,
+    },
+    log,
+  );
+  const controller = new AbortController();
+  const stop = (signal: string) => {
+    if (controller.signal.aborted) {
+      log.warn(`second ${signal}: exiting without waiting for the batch in flight`);
+      process.exit(130);
+    }
+    log.info(`${signal}: finishing the batch in flight, then stopping`);
+    controller.abort();
+  };
+  const onInt = () => stop('SIGINT');
+  const onTerm = () => stop('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  const stopProgress = startProgress(
+    relay.stats,
+    () => relay.status,
+    (line) => log.info(line),
+    settings.progressIntervalMs,
+  );
+  log.info(`relay ${streamId}: ${target.dialect.name} target, schema ${schema}`);
+  try {
+    await relay.run(controller.signal);
+    log.info(
+      `stopped; ${relay.stats.eventsWritten} events and ${relay.stats.snapshotDocs} snapshot documents written`,
+    );
+  } finally {
+    stopProgress();
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+    await client.close().catch(() => {});
+    await target.close().catch(() => {});
+  }
+}

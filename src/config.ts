@@ -1,0 +1,178 @@
+// Flags and environment variables (commander has already merged them, flags winning) ->
+// validated settings. Every problem is one sentence naming the option.
+import { EJSON, type Document } from 'bson';
+import type { FullDocumentMode } from './mongo/source.js';
+import type { OnDrop, SnapshotMode } from './pipeline.js';
+import type { DialectName, ObjectPolicy } from './target/dialect.js';
+import { ConfigError } from './errors.js';
+
+export interface SourceSettings {
+  mongodbUrl: string;
+  database: string;
+  /** null: the whole database. */
+  collections: string[] | null;
+  filter: Document[];
+}
+
+export interface TargetSettings {
+  targetUrl: string;
+  dialect: DialectName | 'auto';
+  schema: string | null;
+  table: string | null;
+}
+
+export interface RelaySettings extends SourceSettings, TargetSettings {
+  snapshot: SnapshotMode;
+  fullDocument: FullDocumentMode;
+  batchSize: number;
+  batchWaitMs: number;
+  objectPolicy: ObjectPolicy;
+  onError: 'dlq' | 'fail';
+  onDrop: OnDrop;
+  streamId: string | null;
+  progressIntervalMs: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+type Raw = Record<string, unknown>;
+
+export function required(raw: Raw, key: string, flag: string, env: string): string {
+  const value = raw[key];
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new ConfigError(`${flag} (or ${env}) is required`);
+  }
+  return value;
+}
+
+export function positiveInt(raw: Raw, key: string, flag: string): number {
+  const value = Number(raw[key]);
+  if (!Number.isInteger(value) || value < 1) {
+    throw new ConfigError(
+      `${flag} must be a whole number of at least 1, not "${String(raw[key])}"`,
+    );
+  }
+  return value;
+}
+
+function nonNegativeInt(raw: Raw, key: string, flag: string): number {
+  const value = Number(raw[key]);
+  if (!Number.isInteger(value) || value < 0) {
+    throw new ConfigError(
+      `${flag} must be a whole number of at least 0, not "${String(raw[key])}"`,
+    );
+  }
+  return value;
+}
+
+/** `--filter`: a JSON (Extended JSON) array of pipeline stages, or a single stage. */
+export function parseFilter(text: unknown): Document[] {
+  if (text === undefined || text === null || text === '') return [];
+  let parsed: unknown;
+  try {
+    parsed = EJSON.parse(String(text), { relaxed: false });
+  } catch (error) {
+    throw new ConfigError(`--filter is not valid JSON: ${(error as Error).message}`);
+  }
+  const stages = Array.isArray(parsed) ? parsed : [parsed];
+  for (const stage of stages) {
+    const keys = stage && typeof stage === 'object' ? Object.keys(stage) : [];
+    if (keys.length !== 1 || !keys[0]!.startsWith('$')) {
+      throw new ConfigError(
+        `--filter must be pipeline stages such as [{"$match": {"operationType": "insert"}}], not ${JSON.stringify(stage)}`,
+      );
+    }
+  }
+  return stages as Document[];
+}
+
+export function sourceSettings(raw: Raw): SourceSettings {
+  const collections = (raw.collection as string[] | undefined)?.filter((c) => c.length > 0) ?? [];
+  return {
+    mongodbUrl: required(raw, 'mongodbUrl', '--mongodb-url', 'MONGODB_URL'),
+    database: required(raw, 'database', '--database', 'MONGODB_DATABASE'),
+    collections: collections.length ? [...new Set(collections)] : null,
+    filter: parseFilter(raw.filter),
+  };
+}
+
+export function targetSettings(raw: Raw): TargetSettings {
+  return {
+    targetUrl: required(raw, 'targetUrl', '--target-url', 'TARGET_URL'),
+    dialect: (raw.dialect as DialectName | 'auto' | undefined) ?? 'auto',
+    schema: (raw.schema as string | undefined) || null,
+    table: (raw.table as string | undefined) || null,
+  };
+}
+
+export function relaySettings(raw: Raw): RelaySettings {
+  const source = sourceSettings(raw);
+  const target = targetSettings(raw);
+  if (target.table && source.collections?.length !== 1) {
+    throw new ConfigError(
+      '--table names the table of a single collection: give exactly one --collection with it',
+    );
+  }
+  const fullDocument = raw.fullDocument as FullDocumentMode;
+  return {
+    ...source,
+    ...target,
+    snapshot: raw.snapshot as SnapshotMode,
+    fullDocument,
+    batchSize: positiveInt(raw, 'batchSize', '--batch-size'),
+    batchWaitMs: nonNegativeInt(raw, 'batchWaitMs', '--batch-wait-ms'),
+    objectPolicy: raw.objectPolicy as ObjectPolicy,
+    onError: raw.onError as 'dlq' | 'fail',
+    onDrop: raw.onDrop as OnDrop,
+    streamId: (raw.streamId as string | undefined) || null,
+    progressIntervalMs: positiveInt(raw, 'progressInterval', '--progress-interval') * 1000,
+    logLevel: raw.logLevel as RelaySettings['logLevel'],
+  };
+}
+
+/** The checkpoint key when --stream-id is not given: source namespace and target table. */
+export function defaultStreamId(settings: RelaySettings, schema: string): string {
+  const source = settings.collections ? settings.collections.join(',') : '*';
+  const table =
+    settings.table ?? (settings.collections?.length === 1 ? settings.collections[0] : '*');
+  return `${settings.database}.${source}->${schema}.${table}`;
+}
+
+export interface TailSettings extends SourceSettings {
+  format: 'ejson' | 'pretty';
+  operations: string[] | null;
+  fullDocument: FullDocumentMode;
+  limit: number | null;
+}
+
+export function tailSettings(raw: Raw): TailSettings {
+  const source = sourceSettings(raw);
+  const operations = (raw.operation as string[] | undefined)?.filter((o) => o) ?? [];
+  return {
+    ...source,
+    format: raw.format as 'ejson' | 'pretty',
+    operations: operations.length ? operations : null,
+    fullDocument: raw.fullDocument as FullDocumentMode,
+    limit: raw.limit === undefined ? null : positiveInt(raw, 'limit', '--limit'),
+  };
+}
+
+export interface ReplaySettings extends TargetSettings {
+  file: string;
+  batchSize: number;
+  objectPolicy: ObjectPolicy;
+  onError: 'dlq' | 'fail';
+  streamId: string;
+  logLevel: RelaySettings['logLevel'];
+}
+
+export function replaySettings(file: string, raw: Raw): ReplaySettings {
+  return {
+    ...targetSettings(raw),
+    file,
+    batchSize: positiveInt(raw, 'batchSize', '--batch-size'),
+    objectPolicy: raw.objectPolicy as ObjectPolicy,
+    onError: raw.onError as 'dlq' | 'fail',
+    streamId: (raw.streamId as string | undefined) || `replay:${file}`,
+    logLevel: raw.logLevel as RelaySettings['logLevel'],
+  };
+}

@@ -1,0 +1,130 @@
+// Folding a batch of row events per oid (DESIGN.md §2): the fewest row writes that leave the
+// table as applying every event in order would. Pure functions.
+import { RowError } from '../errors.js';
+import type { FieldPath, Patch, RowEvent } from './event.js';
+import type { JsonObject, JsonValue } from './value.js';
+
+export type FoldedChange =
+  | { kind: 'upsert'; data: JsonObject }
+  /** Patches to apply, in order, to the row as the target stores it. */
+  | { kind: 'patch'; patches: Patch[] }
+  | { kind: 'delete' }
+  | { kind: 'reject'; error: string };
+
+export interface FoldedRow {
+  collection: string;
+  oid: string;
+  change: FoldedChange;
+  /** The events folded into this row, oldest first (what a dead letter records). */
+  events: RowEvent['event'][];
+}
+
+/** Folds events per (collection, oid), keeping the order in which rows were first touched. */
+export function foldBatch(events: RowEvent[]): FoldedRow[] {
+  const rows = new Map<string, FoldedRow>();
+  for (const event of events) {
+    const key = `${event.collection}\u0000${event.oid}`;
+    const row = rows.get(key);
+    if (!row) {
+      rows.set(key, {
+        collection: event.collection,
+        oid: event.oid,
+        change: first(event),
+        events: [event.event],
+      });
+      continue;
+    }
+    row.change = combine(row.change, event);
+    row.events.push(event.event);
+  }
+  return [...rows.values()];
+}
+
+function first(event: RowEvent): FoldedChange {
+  const change = event.change;
+  return change.kind === 'patch' ? { kind: 'patch', patches: [change.patch] } : change;
+}
+
+/** A full document or a delete settles the row whatever came before; a patch builds on it. */
+function combine(previous: FoldedChange, event: RowEvent): FoldedChange {
+  const next = event.change;
+  if (next.kind !== 'patch') return next;
+  switch (previous.kind) {
+    case 'upsert':
+      try {
+        return { kind: 'upsert', data: applyPatch(previous.data, next.patch) };
+      } catch (error) {
+        if (!(error instanceof RowError)) throw error;
+        return { kind: 'reject', error: error.message };
+      }
+    case 'patch':
+      return { kind: 'patch', patches: [...previous.patches, next.patch] };
+    case 'delete':
+      // MongoDB cannot update a deleted document; a patch here means events were lost upstream.
+      return {
+        kind: 'reject',
+        error: `update of ${event.oid} in ${event.collection} follows its delete`,
+      };
+    case 'reject':
+      return previous;
+  }
+}
+
+type Container = JsonObject | JsonValue[];
+
+function child(container: Container, key: string): JsonValue | undefined {
+  if (Array.isArray(container)) return /^\d+$/.test(key) ? container[Number(key)] : undefined;
+  return Object.prototype.hasOwnProperty.call(container, key) ? container[key] : undefined;
+}
+
+/** The container holding the last key of `path`, created as objects where missing when `create`. */
+function parentOf(root: JsonObject, path: FieldPath, create: boolean): Container | undefined {
+  let node: Container = root;
+  for (const key of path.slice(0, -1)) {
+    let next = child(node, key);
+    if (next === undefined || next === null || typeof next !== 'object') {
+      if (!create) return undefined;
+      if (Array.isArray(node) && !/^\d+$/.test(key)) {
+        throw new RowError(`cannot set field "${key}" inside an array at ${path.join('.')}`);
+      }
+      next = {};
+      setChild(node, key, next);
+    }
+    node = next as Container;
+  }
+  return node;
+}
+
+function setChild(container: Container, key: string, value: JsonValue): void {
+  if (Array.isArray(container)) {
+    const index = Number(key);
+    while (container.length < index) container.push(null);
+    container[index] = value;
+  } else {
+    container[key] = value;
+  }
+}
+
+/** Applies a change description to a stored document, as MongoDB applied it to the source. */
+export function applyPatch(data: JsonObject, patch: Patch): JsonObject {
+  const out = structuredClone(data);
+  for (const { path, value } of patch.set) {
+    setChild(parentOf(out, path, true)!, path.at(-1)!, structuredClone(value));
+  }
+  for (const path of patch.unset) {
+    const parent = parentOf(out, path, false);
+    const key = path.at(-1)!;
+    if (!parent) continue;
+    if (Array.isArray(parent)) {
+      if (/^\d+$/.test(key) && Number(key) < parent.length) parent[Number(key)] = null;
+    } else {
+      delete parent[key];
+    }
+  }
+  for (const { path, size } of patch.truncate) {
+    const parent = parentOf(out, path, false);
+    const array = parent && child(parent, path.at(-1)!);
+    if (Array.isArray(array)) array.length = Math.min(array.length, size);
+  }
+  return out;
+}

@@ -1,0 +1,40 @@
+// Connecting to MongoDB, failing fast with one sentence when it is unreachable or cannot stream.
+import { MongoClient } from 'mongodb';
+import { ConfigError, RelayError, errorMessage } from '../errors.js';
+import { redact } from '../log.js';
+
+export interface ConnectOptions {
+  /** Change streams need a replica set (or sharded cluster); workloads do not. */
+  requireChangeStreams: boolean;
+  serverSelectionTimeoutMS?: number;
+}
+
+export async function connectMongo(url: string, options: ConnectOptions): Promise<MongoClient> {
+  let client: MongoClient;
+  try {
+    client = new MongoClient(url, {
+      appName: 'relay',
+      serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? 10_000,
+    });
+  } catch (error) {
+    throw new ConfigError(
+      `--mongodb-url ${redact(url)} is not a valid MongoDB connection string: ${errorMessage(error)}`,
+    );
+  }
+  try {
+    await client.connect();
+    const hello = await client.db('admin').command({ hello: 1 });
+    if (options.requireChangeStreams && !hello.setName && hello.msg !== 'isdbgrid') {
+      throw new ConfigError(
+        `MongoDB at ${redact(url)} is a standalone server, and change streams need a replica set (error 40573): start mongod with --replSet rs0 and run rs.initiate() once; a one-member replica set is enough`,
+      );
+    }
+    return client;
+  } catch (error) {
+    await client.close().catch(() => {});
+    if (error instanceof RelayError) throw error;
+    throw new RelayError(`cannot reach MongoDB at ${redact(url)}: ${errorMessage(error)}`, {
+      cause: error,
+    });
+  }
+}

@@ -1,0 +1,128 @@
+// Reading a change stream in batches: up to `batchSize` events, waiting at most `batchWaitMs`
+// after the first, a collection- or database-wide event always last in its batch. Reopens past
+// `invalidate` with `startAfter`, as the design asks.
+import type { ChangeStream, Document, MongoClient, Timestamp } from 'mongodb';
+import { explainMongoError } from './errors.js';
+
+export type FullDocumentMode = 'updateLookup' | 'whenAvailable' | 'required' | 'patch';
+
+/** Where a change stream starts: the options it is opened with. */
+export type StreamPosition = { startAfter: Document } | { startAtOperationTime: Timestamp };
+
+export interface SourceOptions {
+  database: string;
+  /** null: every collection of the database. */
+  collections: string[] | null;
+  fullDocument: FullDocumentMode;
+  /** Extra pipeline stages from --filter, applied after the relay's own. */
+  filter: Document[];
+  batchSize: number;
+  batchWaitMs: number;
+}
+
+export interface SourceBatch {
+  events: Document[];
+  /** Where a stream reopened after this batch continues; null before the server named one. */
+  position: StreamPosition | null;
+}
+
+export const CONTROL_OPERATIONS = new Set(['drop', 'rename', 'dropDatabase', 'invalidate']);
+
+export class ChangeSource {
+  private stream: ChangeStream | null = null;
+  private position: StreamPosition | null = null;
+
+  constructor(
+    private readonly client: MongoClient,
+    readonly options: SourceOptions,
+  ) {}
+
+  get where(): string {
+    const { database, collections } = this.options;
+    return collections?.length === 1 ? `${database}.${collections[0]}` : database;
+  }
+
+  /** The relay's own stages: only the collections asked for, plus events that end a stream. */
+  private pipeline(): Document[] {
+    const { collections, filter } = this.options;
+    const stages: Document[] = [];
+    if (collections && collections.length > 1) {
+      stages.push({
+        $match: {
+          $or: [
+            { 'ns.coll': { $in: collections } },
+            { operationType: { $in: ['dropDatabase', 'invalidate'] } },
+          ],
+        },
+      });
+    }
+    return [...stages, ...filter];
+  }
+
+  open(position: StreamPosition): void {
+    this.position = position;
+    const { database, collections, fullDocument, batchSize, batchWaitMs } = this.options;
+    const options = {
+      ...position,
+      ...(fullDocument === 'patch' ? {} : { fullDocument }),
+      batchSize,
+      maxAwaitTimeMS: batchWaitMs,
+      // Int64 values stay exact (the driver would turn them into imprecise JS numbers).
+      promoteLongs: false,
+    };
+    const db = this.client.db(database);
+    this.stream =
+      collections?.length === 1
+        ? db.collection(collections[0]!).watch(this.pipeline(), options)
+        : db.watch(this.pipeline(), options);
+  }
+
+  /** The next batch of events; an empty one after `batchWaitMs` without any. */
+  async next(): Promise<SourceBatch> {
+    const stream = this.stream;
+    if (!stream) throw new Error('ChangeSource.next() before open()');
+    const events: Document[] = [];
+    const started = Date.now();
+    try {
+      while (events.length < this.options.batchSize) {
+        const event = await stream.tryNext();
+        if (event) {
+          events.push(event);
+          if (CONTROL_OPERATIONS.has(event.operationType)) break;
+          continue;
+        }
+        if (events.length > 0 || Date.now() - started >= this.options.batchWaitMs) break;
+      }
+    } catch (error) {
+      throw explainMongoError(error, this.where);
+    }
+    const token = stream.resumeToken as Document | null;
+    if (token) this.position = { startAfter: token };
+    if (events.at(-1)?.operationType === 'invalidate') {
+      // The server closed the stream; `startAfter` the invalidate token continues past it.
+      await this.close();
+      this.open({ startAfter: events.at(-1)!._id });
+    }
+    return { events, position: this.position };
+  }
+
+  async close(): Promise<void> {
+    const stream = this.stream;
+    this.stream = null;
+    await stream?.close().catch(() => {});
+  }
+}
+
+/** The server's current cluster time: a stream started at it misses no later write. */
+export async function currentOperationTime(
+  client: MongoClient,
+  database: string,
+): Promise<Timestamp> {
+  const reply = await client.db(database).command({ ping: 1 });
+  const time = reply.operationTime ?? reply.$clusterTime?.clusterTime;
+  if (!time)
+    throw new Error(
+      `MongoDB did not report an operationTime for ${database}; is it a replica set?`,
+    );
+  return time as Timestamp;
+}

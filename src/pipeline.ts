@@ -1,0 +1,280 @@
+// source -> convert -> fold -> write -> checkpoint. The initial snapshot first (when asked and
+// not done), then the change stream from the position noted before the copy, one batch read
+// while the previous one is written, so a slow target slows reading instead of growing a queue.
+import type { Document, MongoClient } from 'mongodb';
+import { convertEvent, type ControlEvent, type RowEvent } from './convert/event.js';
+import { foldBatch } from './convert/fold.js';
+import { ConfigError } from './errors.js';
+import type { Logger } from './log.js';
+import { isTransientMongoError } from './mongo/errors.js';
+import { listCollections, snapshotBatches } from './mongo/snapshot.js';
+import {
+  ChangeSource,
+  currentOperationTime,
+  type SourceBatch,
+  type SourceOptions,
+  type StreamPosition,
+} from './mongo/source.js';
+import { withRetry } from './retry.js';
+import { RelayStats, eventTimeMs } from './stats.js';
+import { classifyTargetError } from './target/errors.js';
+import type { Checkpoint, TargetWriter, WriteResult } from './target/writer.js';
+
+export type SnapshotMode = 'initial' | 'never' | 'only';
+export type OnDrop = 'ignore' | 'truncate' | 'drop';
+
+export interface RelayOptions extends SourceOptions {
+  snapshot: SnapshotMode;
+  onDrop: OnDrop;
+  /** How often an idle relay stores the stream's latest position (so it never falls off the oplog). */
+  idleCheckpointMs: number;
+}
+
+interface SnapshotProgress {
+  collections: Record<string, { lastId?: unknown; done?: boolean }>;
+}
+
+export class Relay {
+  readonly stats = new RelayStats();
+  private collections: string[] = [];
+  private checkpoint: Checkpoint = { position: null, snapshot: null, eventTime: null };
+  private lastCheckpointAt = 0;
+  /** Position after the last batch read: where a stream reopened after a fault continues. */
+  private lastReadPosition: StreamPosition | null = null;
+  private phase = 'starting';
+
+  constructor(
+    private readonly client: MongoClient,
+    private readonly writer: TargetWriter,
+    private readonly options: RelayOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** What the relay is doing now, for progress lines. */
+  get status(): string {
+    return `${this.phase} ${this.options.database}${this.options.collections ? `.${this.options.collections.join(',')}` : ''}`;
+  }
+
+  private target<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return withRetry(fn, {
+      what: 'target',
+      isTransient: (e) => classifyTargetError(e) === 'transient',
+      log: this.log,
+      signal,
+    });
+  }
+
+  /** Runs until `signal` aborts (after the batch in flight is written) or a fatal error. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { database, collections, snapshot } = this.options;
+    this.collections = collections ?? (await listCollections(this.client, database));
+    if (collections) await this.requireCollections(collections);
+    await this.target(() => this.writer.prepare(this.collections), signal);
+    const stored = await this.target(() => this.writer.readCheckpoint(), signal);
+    if (stored?.position) {
+      this.checkpoint = stored;
+      this.log.info(`resuming from checkpoint ${this.writer.options.streamId}`, {
+        eventTime: stored.eventTime?.toISOString() ?? null,
+        snapshotPending: stored.snapshot !== null,
+      });
+    } else {
+      // Note the stream position before copying: changes during the copy replay afterwards.
+      const position = { startAtOperationTime: await currentOperationTime(this.client, database) };
+      const progress: SnapshotProgress | null = snapshot === 'never' ? null : { collections: {} };
+      this.checkpoint = { position, snapshot: progress, eventTime: null };
+      await this.saveCheckpoint(signal);
+    }
+    if (this.checkpoint.snapshot) {
+      await this.copy(signal);
+      if (signal.aborted) return;
+    } else if (snapshot === 'only') {
+      this.log.info(`the snapshot of ${this.status} was completed earlier; nothing to copy`);
+    }
+    if (snapshot === 'only') return;
+    await this.stream(this.checkpoint.position!, signal);
+  }
+
+  private async requireCollections(collections: string[]): Promise<void> {
+    const existing = new Set(await listCollections(this.client, this.options.database));
+    const missing = collections.filter((c) => !existing.has(c));
+    if (missing.length > 0 && this.options.snapshot !== 'never') {
+      throw new ConfigError(
+        `collection ${missing.map((c) => `${this.options.database}.${c}`).join(', ')} does not exist; check --database and --collection (or use --snapshot never to wait for it)`,
+      );
+    }
+  }
+
+  private async saveCheckpoint(signal?: AbortSignal): Promise<void> {
+    await this.target(() => this.writer.saveCheckpoint(this.writer.db, this.checkpoint), signal);
+    this.lastCheckpointAt = Date.now();
+  }
+
+  // ---- snapshot ----------------------------------------------------------------------------
+
+  private async copy(signal: AbortSignal): Promise<void> {
+    const progress = this.checkpoint.snapshot as SnapshotProgress;
+    for (const collection of this.collections) {
+      const state = (progress.collections[collection] ??= {});
+      if (state.done) continue;
+      this.phase = `snapshot of`;
+      this.log.info(`copying ${this.options.database}.${collection}`, {
+        resumingAfter: state.lastId === undefined ? null : String(state.lastId),
+      });
+      const batches = snapshotBatches(
+        this.client,
+        this.options.database,
+        collection,
+        this.options.batchSize,
+        state.lastId,
+      );
+      let pending = batches.next();
+      while (true) {
+        const next = await pending;
+        if (next.done) break;
+        if (signal.aborted) {
+          await batches.return(undefined);
+          return;
+        }
+        pending = batches.next();
+        const docs = next.value;
+        const rows = docs.map((doc) => this.snapshotRow(collection, doc));
+        state.lastId = docs.at(-1)!._id;
+        const result = await this.target(
+          () => this.writer.write(foldBatch(rows), this.checkpoint),
+          signal,
+        );
+        this.stats.snapshotDocs += docs.length;
+        this.countDeadLetters(result);
+      }
+      state.done = true;
+      await this.saveCheckpoint(signal);
+      this.log.info(`copied ${this.options.database}.${collection}`);
+    }
+    this.checkpoint.snapshot = null;
+    await this.saveCheckpoint(signal);
+    this.log.info(`snapshot complete: ${this.stats.snapshotDocs} documents`);
+  }
+
+  private snapshotRow(collection: string, doc: Document): RowEvent {
+    const event = {
+      operationType: 'insert',
+      ns: { db: this.options.database, coll: collection },
+      documentKey: { _id: doc._id },
+      fullDocument: doc,
+    };
+    return convertEvent(event, this.writer.dialect.objectKey) as RowEvent;
+  }
+
+  // ---- change stream -----------------------------------------------------------------------
+
+  private async stream(position: StreamPosition, signal: AbortSignal): Promise<void> {
+    const source = new ChangeSource(this.client, this.options);
+    this.phase = 'streaming';
+    source.open(position);
+    let reopen = false;
+    const read = () =>
+      withRetry(
+        async () => {
+          if (reopen) {
+            await source.close();
+            source.open(this.lastReadPosition ?? position);
+            reopen = false;
+          }
+          try {
+            const batch = await source.next();
+            this.lastReadPosition = batch.position ?? this.lastReadPosition;
+            return batch;
+          } catch (error) {
+            reopen = true;
+            throw error;
+          }
+        },
+        { what: 'MongoDB', isTransient: isTransientMongoError, log: this.log, signal },
+      );
+    let pending: Promise<SourceBatch> | null = read();
+    try {
+      while (pending) {
+        const batch: SourceBatch = await pending;
+        pending = signal.aborted ? null : read();
+        await this.apply(batch, signal);
+      }
+    } finally {
+      await pending?.catch(() => undefined);
+      await source.close();
+    }
+  }
+
+  private async apply(batch: SourceBatch, signal: AbortSignal): Promise<void> {
+    const { events, position } = batch;
+    this.stats.eventsRead += events.length;
+    if (events.length === 0) {
+      this.stats.caughtUp = true;
+      const idleFor = Date.now() - this.lastCheckpointAt;
+      if (position && idleFor >= this.options.idleCheckpointMs) {
+        this.checkpoint = { ...this.checkpoint, position };
+        await this.saveCheckpoint(signal);
+      }
+      return;
+    }
+    const converted = events.map((e) => convertEvent(e, this.writer.dialect.objectKey));
+    const rows = converted.filter((c): c is RowEvent => c.type === 'row');
+    const control = converted.find((c): c is ControlEvent => c.type === 'control');
+    const last = events.at(-1)!;
+    const lastTime = eventTimeMs(last);
+    const next: Checkpoint = {
+      position: position ?? this.checkpoint.position,
+      snapshot: null,
+      eventTime: lastTime === null ? this.checkpoint.eventTime : new Date(lastTime),
+    };
+    if (rows.length > 0) {
+      const result = await this.target(
+        () => this.writer.write(foldBatch(rows), control ? null : next),
+        signal,
+      );
+      this.countDeadLetters(result);
+    }
+    this.checkpoint = next;
+    if (control) {
+      await this.target(() => this.applyControl(control), signal);
+      await this.saveCheckpoint(signal);
+    } else {
+      this.lastCheckpointAt = Date.now();
+    }
+    this.stats.recordWritten(events);
+  }
+
+  private async applyControl(control: ControlEvent): Promise<void> {
+    const { operation } = control;
+    const ns = `${this.options.database}${control.collection ? `.${control.collection}` : ''}`;
+    if (operation === 'invalidate') {
+      this.log.info(`change stream on ${ns} invalidated; reopened after it with startAfter`);
+      return;
+    }
+    if (operation !== 'drop' && operation !== 'rename' && operation !== 'dropDatabase') {
+      this.log.debug(`ignoring ${operation} event on ${ns}`);
+      return;
+    }
+    const affected =
+      operation === 'dropDatabase'
+        ? this.collections
+        : this.collections.filter((c) => c === control.collection);
+    const detail =
+      operation === 'rename' ? ` to ${control.event.to?.db}.${control.event.to?.coll}` : '';
+    const mode = this.options.onDrop;
+    this.log.warn(`${operation} of ${ns}${detail} in the source; --on-drop ${mode}`, {
+      tables: affected.map((c) => this.writer.options.tableFor(c)),
+    });
+    if (mode === 'ignore') return;
+    for (const collection of affected) await this.writer.clear(collection, mode);
+  }
+
+  private countDeadLetters(result: WriteResult): void {
+    if (result.deadLetters.length === 0) return;
+    this.stats.deadLetters += result.deadLetters.length;
+    for (const letter of result.deadLetters) {
+      this.log.warn(
+        `dead-lettered ${this.options.database}.${letter.collection} ${letter.oid}: ${letter.error}`,
+      );
+    }
+  }
+}

@@ -1,0 +1,40 @@
+// Connecting to the target over the PostgreSQL wire protocol and finding out which dialect it
+// speaks.
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { ConfigError, RelayError, errorMessage } from '../errors.js';
+import { redact } from '../log.js';
+import { resolveDialect, type Dialect, type DialectName } from './dialect.js';
+import type { AnyDb } from './writer.js';
+
+export interface TargetConnection {
+  db: AnyDb;
+  dialect: Dialect;
+  close(): Promise<void>;
+}
+
+export async function connectTarget(
+  url: string,
+  wanted: DialectName | 'auto',
+): Promise<TargetConnection> {
+  if (!/^postgres(ql)?:\/\//.test(url)) {
+    throw new ConfigError(
+      `--target-url must be a postgresql:// URL (CrateDB: postgresql://crate@host:5432/doc), not ${redact(url)}`,
+    );
+  }
+  const pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 10_000 });
+  // An idle connection that breaks (server restart) is replaced on next use; without a listener
+  // the pool's error event would end the process.
+  pool.on('error', () => {});
+  const db: AnyDb = new Kysely({ dialect: new PostgresDialect({ pool }) });
+  try {
+    const dialect = await resolveDialect(db, wanted);
+    return { db, dialect, close: () => db.destroy() };
+  } catch (error) {
+    await db.destroy().catch(() => {});
+    if (error instanceof RelayError) throw error;
+    throw new RelayError(`cannot reach the target at ${redact(url)}: ${errorMessage(error)}`, {
+      cause: error,
+    });
+  }
+}

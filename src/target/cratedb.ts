@@ -1,0 +1,34 @@
+import { sql } from 'kysely';
+import type { Dialect } from './dialect.js';
+import { loadSql, quoteIdent } from './sql.js';
+
+// CrateDB rejects these inside object keys: `.` and `[ ]` (subscripts), tab, CR and LF.
+const FORBIDDEN_KEY_CHARS = /[.[\]\t\r\n]/g;
+
+export const crateDialect: Dialect = {
+  name: 'cratedb',
+  defaultSchema: 'doc',
+  transactional: false,
+  objectKey: (key) => key.replace(FORBIDDEN_KEY_CHARS, '_'),
+  ddl(schema, table, objectPolicy) {
+    const statements = [
+      loadSql('cratedb', 'checkpoints', { schema }),
+      loadSql('cratedb', 'dead_letters', { schema }),
+    ];
+    if (table) {
+      statements.push(
+        loadSql('cratedb', 'data_table', {
+          schema,
+          table,
+          object_policy: objectPolicy.toUpperCase(),
+        }),
+      );
+    }
+    return statements;
+  },
+  // CrateDB casts JSON text to the OBJECT column; pg would send a JS array as an array literal.
+  dataValue: (json) => sql`${json}`,
+  refresh: async (db, schema, table) => {
+    await sql.raw(`REFRESH TABLE ${quoteIdent(schema)}.${quoteIdent(table)}`).execute(db);
+  },
+};

@@ -1,0 +1,50 @@
+// What differs between targets, in one interface (like Kysely's dialect/adapter pair): DDL,
+// how `data` is passed, which object keys are allowed, transactions, and visibility.
+import { sql, type Kysely, type RawBuilder } from 'kysely';
+import type { KeyPolicy } from '../convert/value.js';
+import { ConfigError } from '../errors.js';
+import { crateDialect } from './cratedb.js';
+import { postgresDialect } from './postgres.js';
+
+export type DialectName = 'cratedb' | 'postgres';
+export type ObjectPolicy = 'dynamic' | 'ignored';
+
+export interface Dialect {
+  readonly name: DialectName;
+  readonly defaultSchema: string;
+  /** Rows and checkpoint commit in one transaction (exactly-once) when true. */
+  readonly transactional: boolean;
+  /** How an object key is stored (CrateDB forbids some characters in keys). */
+  readonly objectKey: KeyPolicy;
+  /** DDL statements creating what the relay needs in `schema` (and `table`, if given). */
+  ddl(schema: string, table: string | null, objectPolicy: ObjectPolicy): string[];
+  /** The `data` value of a row, given as JSON text, as a statement parameter. */
+  dataValue(json: string): RawBuilder<unknown>;
+  /** Makes written rows visible to every query (CrateDB refreshes periodically). */
+  refresh(db: Kysely<unknown>, schema: string, table: string): Promise<void>;
+}
+
+export const DIALECTS: Record<DialectName, Dialect> = {
+  cratedb: crateDialect,
+  postgres: postgresDialect,
+};
+
+/** Asks the server what it is: CrateDB names itself in `SELECT version()`. */
+export async function detectDialect(db: Kysely<unknown>): Promise<DialectName> {
+  const { rows } = await sql<{ version: string }>`SELECT version() AS version`.execute(db);
+  const version = rows[0]?.version ?? '';
+  return /crate/i.test(version) ? 'cratedb' : 'postgres';
+}
+
+export async function resolveDialect(
+  db: Kysely<unknown>,
+  wanted: DialectName | 'auto',
+): Promise<Dialect> {
+  const actual = await detectDialect(db);
+  if (wanted !== 'auto' && wanted !== actual) {
+    throw new ConfigError(
+      `--dialect ${wanted} was given, but the target is ${actual === 'cratedb' ? 'CrateDB' : 'PostgreSQL'}; use --dialect ${actual} or auto`,
+    );
+  }
+  return DIALECTS[actual];
+}

@@ -1,0 +1,51 @@
+// Sorting target errors into the three things the writer does about them.
+import { errorMessage } from '../errors.js';
+
+/**
+ * - transient: the server or the network is away; retry the whole batch later.
+ * - row: this data was refused (type conflict, bad key, too large); isolate and dead-letter it.
+ * - fatal: retrying or isolating cannot help (no table, no permission, our SQL is wrong).
+ */
+export type TargetErrorKind = 'transient' | 'row' | 'fatal';
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+const FATAL_SQLSTATES = new Set([
+  '42P01', // undefined_table
+  '42501', // insufficient_privilege
+  '42601', // syntax_error
+  '42703', // undefined_column
+  '3F000', // invalid_schema_name
+  '3D000', // invalid_catalog_name
+  '0A000', // feature_not_supported
+]);
+
+export function classifyTargetError(error: unknown): TargetErrorKind {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  const message = errorMessage(error);
+  if (NETWORK_CODES.has(code)) return 'transient';
+  if (/^(08|53|57P0)/.test(code) || code === '40001' || code === '40P01') return 'transient';
+  if (
+    /Connection terminated|connection timeout|Client has encountered a connection error|server closed the connection|timeout exceeded when trying to connect|the database system is (starting up|shutting down)|Client was closed/i.test(
+      message,
+    )
+  ) {
+    return 'transient';
+  }
+  if (FATAL_SQLSTATES.has(code) || code.startsWith('28')) return 'fatal';
+  // CrateDB reports unknown tables and schemas with internal codes; its messages say so.
+  if (/(RelationUnknown|SchemaUnknown|Relation '.*' unknown|Schema '.*' unknown)/i.test(message)) {
+    return 'fatal';
+  }
+  return 'row';
+}

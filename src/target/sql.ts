@@ -1,0 +1,29 @@
+// The one place identifiers are quoted and SQL files are loaded.
+import fs from 'node:fs';
+
+const SQL_DIR = new URL('../../sql/', import.meta.url);
+
+/** Quotes an SQL identifier (schema, table, column) for both PostgreSQL and CrateDB. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+const cache = new Map<string, string>();
+
+/**
+ * `sql/<dialect>/<name>.sql` with `{{var}}` replaced: identifiers (`schema`, `table`) quoted,
+ * anything else (e.g. `object_policy`) inserted as given by code, never by users.
+ */
+export function loadSql(dialect: string, name: string, vars: Record<string, string>): string {
+  const path = `${dialect}/${name}.sql`;
+  let text = cache.get(path);
+  if (text === undefined) {
+    text = fs.readFileSync(new URL(path, SQL_DIR), 'utf8');
+    cache.set(path, text);
+  }
+  return text.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
+    const value = vars[key];
+    if (value === undefined) throw new Error(`${path} needs {{${key}}}`);
+    return key === 'schema' || key === 'table' ? quoteIdent(value) : value;
+  });
+}

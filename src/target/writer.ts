@@ -1,0 +1,410 @@
+// Writing folded batches to the target: multi-row upserts and deletes, patches resolved against
+// stored rows, rows the target refuses isolated by splitting and dead-lettered, and the
+// checkpoint written after the rows (in the same transaction where the dialect has them).
+import { randomUUID } from 'node:crypto';
+import { EJSON, type Document } from 'bson';
+import { sql, type Kysely } from 'kysely';
+import { applyPatch, type FoldedRow } from '../convert/fold.js';
+import type { JsonObject } from '../convert/value.js';
+import { RelayError, RowError, errorMessage } from '../errors.js';
+import type { StreamPosition } from '../mongo/source.js';
+import type { Dialect, ObjectPolicy } from './dialect.js';
+import { classifyTargetError } from './errors.js';
+import { quoteIdent } from './sql.js';
+
+/** The wire protocol's limit on bind parameters in one statement. */
+export const MAX_PARAMETERS = 32767;
+/** Upper bound on the JSON text of one upsert statement, to keep statements and memory small. */
+const MAX_STATEMENT_BYTES = 16 * 1024 * 1024;
+
+export const CHECKPOINT_TABLE = 'relay_checkpoints';
+export const DEAD_LETTER_TABLE = 'relay_dead_letters';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tables are named at run time
+export type AnyDb = Kysely<any>;
+
+export interface Checkpoint {
+  /** Where the change stream resumes: after a resume token, or at an operation time. */
+  position: StreamPosition | null;
+  /** Snapshot progress while the initial copy runs; null once it is done. */
+  snapshot: Document | null;
+  /** Cluster time of the last written event. */
+  eventTime: Date | null;
+}
+
+export interface DeadLetter {
+  collection: string;
+  oid: string | null;
+  operation: string;
+  events: Document[];
+  error: string;
+}
+
+export interface WriteResult {
+  upserted: number;
+  deleted: number;
+  deadLetters: DeadLetter[];
+}
+
+export interface WriterOptions {
+  schema: string;
+  streamId: string;
+  onError: 'dlq' | 'fail';
+  objectPolicy: ObjectPolicy;
+  tableFor(collection: string): string;
+}
+
+/** An upsert carries its JSON text, built once for sizing statements and for sending. */
+type ResolvedChange = { kind: 'upsert'; json: string } | { kind: 'delete' };
+type ResolvedRow = Omit<FoldedRow, 'change'> & { change: ResolvedChange };
+
+export class TargetWriter {
+  private readonly ensured = new Set<string>();
+
+  constructor(
+    readonly db: AnyDb,
+    readonly dialect: Dialect,
+    readonly options: WriterOptions,
+  ) {}
+
+  private get schema(): string {
+    return this.options.schema;
+  }
+
+  /** Creates the checkpoint and dead-letter tables, and the tables of `collections`. */
+  async prepare(collections: string[]): Promise<void> {
+    for (const statement of this.dialect.ddl(this.schema, null, this.options.objectPolicy)) {
+      await this.execute(statement);
+    }
+    for (const collection of collections) await this.ensureTable(collection);
+  }
+
+  /** Creates a collection's table if missing; never alters an existing one. */
+  async ensureTable(collection: string): Promise<void> {
+    const table = this.options.tableFor(collection);
+    if (this.ensured.has(table)) return;
+    const statements = this.dialect.ddl(this.schema, table, this.options.objectPolicy);
+    await this.execute(statements.at(-1)!);
+    this.ensured.add(table);
+  }
+
+  private async execute(statement: string): Promise<void> {
+    try {
+      await sql.raw(statement).execute(this.db);
+    } catch (error) {
+      if (classifyTargetError(error) === 'transient') throw error;
+      throw new RelayError(
+        `could not run "${statement
+          .split('\n')
+          .find((l) => !l.startsWith('--'))
+          ?.trim()}": ${errorMessage(error)}`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+
+  async readCheckpoint(): Promise<Checkpoint | null> {
+    const row = await this.db
+      .withSchema(this.schema)
+      .selectFrom(CHECKPOINT_TABLE)
+      .select(['position', 'snapshot', 'event_time'])
+      .where('stream_id', '=', this.options.streamId)
+      .executeTakeFirst();
+    if (!row) return null;
+    return {
+      position: row.position ? EJSON.parse(row.position, { relaxed: false }) : null,
+      snapshot: row.snapshot ? EJSON.parse(row.snapshot, { relaxed: false }) : null,
+      eventTime: row.event_time ? new Date(row.event_time) : null,
+    };
+  }
+
+  /**
+   * Writes the rows, their dead letters and then the checkpoint. On a transactional dialect all
+   * of it commits together; elsewhere a replay after a crash converges (idempotent writes).
+   */
+  async write(rows: FoldedRow[], checkpoint: Checkpoint | null): Promise<WriteResult> {
+    for (const collection of new Set(rows.map((r) => r.collection)))
+      await this.ensureTable(collection);
+    const run = async (db: AnyDb): Promise<WriteResult> => {
+      const result: WriteResult = { upserted: 0, deleted: 0, deadLetters: [] };
+      const resolved = await this.resolve(db, rows, result.deadLetters);
+      for (const [table, group] of groupBy(resolved, (r) => this.options.tableFor(r.collection))) {
+        const upserts = group.filter((r) => r.change.kind === 'upsert');
+        const deletes = group.filter((r) => r.change.kind === 'delete');
+        for (const chunk of upsertChunks(upserts)) {
+          result.upserted += await this.isolate(db, table, chunk, 'upsert', result.deadLetters);
+        }
+        for (const chunk of chunks(deletes, MAX_PARAMETERS)) {
+          result.deleted += await this.isolate(db, table, chunk, 'delete', result.deadLetters);
+        }
+      }
+      if (result.deadLetters.length > 0) {
+        if (this.options.onError === 'fail') {
+          const first = result.deadLetters[0]!;
+          throw new RelayError(
+            `the target rejected ${first.collection} document ${first.oid}: ${first.error} (stopping before the checkpoint, as --on-error fail asks)`,
+          );
+        }
+        await this.insertDeadLetters(db, result.deadLetters);
+      }
+      if (checkpoint) await this.saveCheckpoint(db, checkpoint);
+      return result;
+    };
+    return this.dialect.transactional ? this.db.transaction().execute(run) : run(this.db);
+  }
+
+  /** Turns patches into upserts against the stored rows; rejects become dead letters. */
+  private async resolve(db: AnyDb, rows: FoldedRow[], dead: DeadLetter[]): Promise<ResolvedRow[]> {
+    const stored = new Map<string, Map<string, JsonObject>>();
+    const patched = rows.filter((r) => r.change.kind === 'patch');
+    for (const [table, group] of groupBy(patched, (r) => this.options.tableFor(r.collection))) {
+      const found = new Map<string, JsonObject>();
+      for (const chunk of chunks(group, MAX_PARAMETERS)) {
+        const result = await db
+          .withSchema(this.schema)
+          .selectFrom(table)
+          .select(['oid', 'data'])
+          .where(
+            'oid',
+            'in',
+            chunk.map((r) => r.oid),
+          )
+          .execute();
+        for (const row of result) {
+          found.set(row.oid, typeof row.data === 'string' ? JSON.parse(row.data) : row.data);
+        }
+      }
+      stored.set(table, found);
+    }
+    const resolved: ResolvedRow[] = [];
+    for (const row of rows) {
+      const change = row.change;
+      if (change.kind === 'delete') {
+        resolved.push({ ...row, change });
+        continue;
+      }
+      if (change.kind === 'upsert') {
+        resolved.push({ ...row, change: { kind: 'upsert', json: JSON.stringify(change.data) } });
+        continue;
+      }
+      if (change.kind === 'reject') {
+        dead.push(this.deadLetter(row, change.error));
+        continue;
+      }
+      const base = stored.get(this.options.tableFor(row.collection))?.get(row.oid);
+      if (!base) {
+        dead.push(
+          this.deadLetter(
+            row,
+            'update without a full document for a row the target does not have; re-run with --snapshot initial or a full-document mode',
+          ),
+        );
+        continue;
+      }
+      try {
+        const data = change.patches.reduce(applyPatch, base);
+        resolved.push({ ...row, change: { kind: 'upsert', json: JSON.stringify(data) } });
+      } catch (error) {
+        if (!(error instanceof RowError)) throw error;
+        dead.push(this.deadLetter(row, error.message));
+      }
+    }
+    return resolved;
+  }
+
+  /**
+   * Applies `rows` with one statement; when the target refuses it for the data, splits the rows
+   * in halves until the refused ones stand alone, and dead-letters those.
+   */
+  private async isolate(
+    db: AnyDb,
+    table: string,
+    rows: ResolvedRow[],
+    kind: 'upsert' | 'delete',
+    dead: DeadLetter[],
+  ): Promise<number> {
+    if (rows.length === 0) return 0;
+    try {
+      await this.guarded(db, () =>
+        kind === 'upsert' ? this.upsert(db, table, rows) : this.delete(db, table, rows),
+      );
+      return rows.length;
+    } catch (error) {
+      const errorKind = classifyTargetError(error);
+      if (errorKind === 'transient') throw error;
+      if (errorKind === 'fatal') {
+        throw new RelayError(
+          `${kind} of ${rows.length} rows into ${quoteIdent(this.schema)}.${quoteIdent(table)} failed: ${errorMessage(error)}`,
+          { cause: error },
+        );
+      }
+      if (rows.length === 1) {
+        dead.push(this.deadLetter(rows[0]!, errorMessage(error)));
+        return 0;
+      }
+      const middle = rows.length >> 1;
+      return (
+        (await this.isolate(db, table, rows.slice(0, middle), kind, dead)) +
+        (await this.isolate(db, table, rows.slice(middle), kind, dead))
+      );
+    }
+  }
+
+  /** In a transaction, a failed statement must not abort the others: fence it with a savepoint. */
+  private async guarded(db: AnyDb, statement: () => Promise<unknown>): Promise<void> {
+    if (!this.dialect.transactional) {
+      await statement();
+      return;
+    }
+    await sql`SAVEPOINT relay_rows`.execute(db);
+    try {
+      await statement();
+    } catch (error) {
+      await sql`ROLLBACK TO SAVEPOINT relay_rows`.execute(db);
+      throw error;
+    }
+    await sql`RELEASE SAVEPOINT relay_rows`.execute(db);
+  }
+
+  private async upsert(db: AnyDb, table: string, rows: ResolvedRow[]): Promise<void> {
+    await db
+      .withSchema(this.schema)
+      .insertInto(table)
+      .values(
+        rows.map((r) => ({
+          oid: r.oid,
+          data: this.dialect.dataValue((r.change as { json: string }).json),
+        })),
+      )
+      .onConflict((oc) => oc.column('oid').doUpdateSet({ data: sql.ref('excluded.data') }))
+      .execute();
+  }
+
+  private async delete(db: AnyDb, table: string, rows: ResolvedRow[]): Promise<void> {
+    await db
+      .withSchema(this.schema)
+      .deleteFrom(table)
+      .where(
+        'oid',
+        'in',
+        rows.map((r) => r.oid),
+      )
+      .execute();
+  }
+
+  private deadLetter(row: Omit<FoldedRow, 'change'>, error: string): DeadLetter {
+    return {
+      collection: row.collection,
+      oid: row.oid,
+      operation: String(row.events.at(-1)?.operationType ?? 'unknown'),
+      events: row.events,
+      error,
+    };
+  }
+
+  private async insertDeadLetters(db: AnyDb, letters: DeadLetter[]): Promise<void> {
+    const now = new Date();
+    for (const chunk of chunks(letters, Math.floor(MAX_PARAMETERS / 8))) {
+      await db
+        .withSchema(this.schema)
+        .insertInto(DEAD_LETTER_TABLE)
+        .values(
+          chunk.map((letter) => ({
+            id: randomUUID(),
+            stream_id: this.options.streamId,
+            ns: namespaceOf(letter),
+            oid: letter.oid,
+            operation: letter.operation,
+            event: EJSON.stringify(letter.events, { relaxed: false }),
+            error: letter.error,
+            created_at: now,
+          })),
+        )
+        .execute();
+    }
+  }
+
+  async saveCheckpoint(db: AnyDb, checkpoint: Checkpoint): Promise<void> {
+    const values = {
+      stream_id: this.options.streamId,
+      position: checkpoint.position
+        ? EJSON.stringify(checkpoint.position, { relaxed: false })
+        : null,
+      snapshot: checkpoint.snapshot
+        ? EJSON.stringify(checkpoint.snapshot, { relaxed: false })
+        : null,
+      event_time: checkpoint.eventTime,
+      updated_at: new Date(),
+    };
+    await db
+      .withSchema(this.schema)
+      .insertInto(CHECKPOINT_TABLE)
+      .values(values)
+      .onConflict((oc) =>
+        oc.column('stream_id').doUpdateSet({
+          position: sql.ref('excluded.position'),
+          snapshot: sql.ref('excluded.snapshot'),
+          event_time: sql.ref('excluded.event_time'),
+          updated_at: sql.ref('excluded.updated_at'),
+        }),
+      )
+      .execute();
+  }
+
+  /** `--on-drop truncate|drop` for a dropped or renamed collection. */
+  async clear(collection: string, mode: 'truncate' | 'drop'): Promise<void> {
+    const table = this.options.tableFor(collection);
+    if (mode === 'drop') {
+      await sql`DROP TABLE IF EXISTS ${sql.table(`${this.schema}.${table}`)}`.execute(this.db);
+      this.ensured.delete(table);
+    } else {
+      await this.ensureTable(collection);
+      await this.db.withSchema(this.schema).deleteFrom(table).execute();
+    }
+  }
+}
+
+/** `db.collection` of the event a dead letter holds. */
+function namespaceOf(letter: DeadLetter): string {
+  const ns = letter.events.at(-1)?.ns as { db?: string; coll?: string } | undefined;
+  return ns?.db ? `${ns.db}.${ns.coll ?? letter.collection}` : letter.collection;
+}
+
+function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const group = groups.get(k);
+    if (group) group.push(item);
+    else groups.set(k, [item]);
+  }
+  return groups;
+}
+
+export function chunks<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** Upsert statements within the parameter limit (2 per row) and a bounded text size. */
+function upsertChunks(rows: ResolvedRow[]): ResolvedRow[][] {
+  const maxRows = Math.floor(MAX_PARAMETERS / 2);
+  const out: ResolvedRow[][] = [];
+  let current: ResolvedRow[] = [];
+  let bytes = 0;
+  for (const row of rows) {
+    const size = (row.change as { json: string }).json.length;
+    if (current.length > 0 && (current.length >= maxRows || bytes + size > MAX_STATEMENT_BYTES)) {
+      out.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(row);
+    bytes += size;
+  }
+  if (current.length) out.push(current);
+  return out;
+}
