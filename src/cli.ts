@@ -148,7 +148,9 @@ export function buildProgram(): Command {
         .default('5')
         .env('PROGRESS_INTERVAL'),
     )
-    .action(async (options) => cdcRelay(relaySettings(options)));
+    .action(async (options) => {
+      await cdcRelay(relaySettings(options));
+    });
 
   const tailCommand = program
     .command('tail')

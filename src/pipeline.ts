@@ -10,7 +10,7 @@ import { isTransientMongoError } from './mongo/errors.js';
 import { listCollections, snapshotBatches } from './mongo/snapshot.js';
 import {
   ChangeSource,
-  currentOperationTime,
+  nextOperationTime,
   type SourceBatch,
   type SourceOptions,
   type StreamPosition,
@@ -42,6 +42,9 @@ export class Relay {
   /** Position after the last batch read: where a stream reopened after a fault continues. */
   private lastReadPosition: StreamPosition | null = null;
   private phase = 'starting';
+  private markReady!: () => void;
+  /** Settles once the start position is fixed: every later source write will be relayed. */
+  readonly ready = new Promise<void>((resolve) => (this.markReady = resolve));
 
   constructor(
     private readonly client: MongoClient,
@@ -79,11 +82,12 @@ export class Relay {
       });
     } else {
       // Note the stream position before copying: changes during the copy replay afterwards.
-      const position = { startAtOperationTime: await currentOperationTime(this.client, database) };
+      const position = { startAtOperationTime: await nextOperationTime(this.client, database) };
       const progress: SnapshotProgress | null = snapshot === 'never' ? null : { collections: {} };
       this.checkpoint = { position, snapshot: progress, eventTime: null };
       await this.saveCheckpoint(signal);
     }
+    this.markReady();
     if (this.checkpoint.snapshot) {
       await this.copy(signal);
       if (signal.aborted) return;

@@ -8,7 +8,14 @@ import { startProgress } from '../stats.js';
 import { connectTarget } from '../target/connect.js';
 import { TargetWriter } from '../target/writer.js';
 
-export async function cdcRelay(settings: RelaySettings): Promise<void> {
+export interface RunOptions {
+  /** Stops the relay (after the batch in flight); by default SIGINT and SIGTERM do. */
+  signal?: AbortSignal;
+  /** Called with the relay once it is connected, before it starts. */
+  onStart?(relay: Relay): void;
+}
+
+export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): Promise<Relay> {
   const log = createLogger(settings.logLevel);
   const target = await connectTarget(settings.targetUrl, settings.dialect);
   let client;
@@ -54,8 +61,12 @@ export async function cdcRelay(settings: RelaySettings): Promise<void> {
   };
   const onInt = () => stop('SIGINT');
   const onTerm = () => stop('SIGTERM');
-  process.on('SIGINT', onInt);
-  process.on('SIGTERM', onTerm);
+  if (run.signal) {
+    run.signal.addEventListener('abort', () => controller.abort(), { once: true });
+  } else {
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+  }
   const stopProgress = startProgress(
     relay.stats,
     () => relay.status,
@@ -63,11 +74,13 @@ export async function cdcRelay(settings: RelaySettings): Promise<void> {
     settings.progressIntervalMs,
   );
   log.info(`relay ${streamId}: ${target.dialect.name} target, schema ${schema}`);
+  run.onStart?.(relay);
   try {
     await relay.run(controller.signal);
     log.info(
       `stopped; ${relay.stats.eventsWritten} events and ${relay.stats.snapshotDocs} snapshot documents written`,
     );
+    return relay;
   } finally {
     stopProgress();
     process.off('SIGINT', onInt);

@@ -4,7 +4,7 @@ import { EJSON, type Document } from 'bson';
 import type { TailSettings } from '../config.js';
 import { oidOf } from '../convert/value.js';
 import { connectMongo } from '../mongo/connect.js';
-import { ChangeSource, currentOperationTime } from '../mongo/source.js';
+import { ChangeSource, nextOperationTime } from '../mongo/source.js';
 
 export function formatPretty(event: Document): string {
   const time = event.wallTime instanceof Date ? event.wallTime.toISOString() : '';
@@ -51,7 +51,7 @@ export async function tail(
   out.on('error', stop);
   let printed = 0;
   try {
-    source.open({ startAtOperationTime: await currentOperationTime(client, settings.database) });
+    source.open({ startAtOperationTime: await nextOperationTime(client, settings.database) });
     while (!controller.signal.aborted) {
       const { events } = await source.next();
       for (const event of events) {

@@ -12,9 +12,13 @@ export interface ConnectOptions {
 export async function connectMongo(url: string, options: ConnectOptions): Promise<MongoClient> {
   let client: MongoClient;
   try {
+    // A timeout written in the URL wins; otherwise fail within seconds, not the driver's 30.
+    const timeoutInUrl = /[?&]serverSelectionTimeoutMS=/i.test(url);
     client = new MongoClient(url, {
       appName: 'relay',
-      serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? 10_000,
+      ...(timeoutInUrl
+        ? {}
+        : { serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? 10_000 }),
     });
   } catch (error) {
     throw new ConfigError(

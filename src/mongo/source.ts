@@ -1,7 +1,7 @@
 // Reading a change stream in batches: up to `batchSize` events, waiting at most `batchWaitMs`
 // after the first, a collection- or database-wide event always last in its batch. Reopens past
 // `invalidate` with `startAfter`, as the design asks.
-import type { ChangeStream, Document, MongoClient, Timestamp } from 'mongodb';
+import { Timestamp, type ChangeStream, type Document, type MongoClient } from 'mongodb';
 import { explainMongoError } from './errors.js';
 
 export type FullDocumentMode = 'updateLookup' | 'whenAvailable' | 'required' | 'patch';
@@ -113,16 +113,17 @@ export class ChangeSource {
   }
 }
 
-/** The server's current cluster time: a stream started at it misses no later write. */
-export async function currentOperationTime(
-  client: MongoClient,
-  database: string,
-): Promise<Timestamp> {
+/**
+ * The first cluster time after every write the server has applied: a stream started at it
+ * (`startAtOperationTime` is inclusive) sees every later write and none before.
+ */
+export async function nextOperationTime(client: MongoClient, database: string): Promise<Timestamp> {
   const reply = await client.db(database).command({ ping: 1 });
-  const time = reply.operationTime ?? reply.$clusterTime?.clusterTime;
-  if (!time)
+  const time = (reply.operationTime ?? reply.$clusterTime?.clusterTime) as Timestamp | undefined;
+  if (!time) {
     throw new Error(
       `MongoDB did not report an operationTime for ${database}; is it a replica set?`,
     );
-  return time as Timestamp;
+  }
+  return new Timestamp({ t: time.t, i: time.i + 1 });
 }

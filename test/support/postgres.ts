@@ -37,7 +37,8 @@ export class PostgresServer {
       user: 'postgres',
       password: 'postgres',
       port,
-      persistent: false,
+      // Kept across stop() so pause()/unpause() is an outage, not a new server; stop() removes it.
+      persistent: true,
       onLog: () => {},
       onError: () => {},
     });
@@ -81,6 +82,7 @@ export interface TestTarget {
   schema: string;
   /** True when this run uses TEST_TARGET_URL (a real CrateDB or PostgreSQL). */
   external: boolean;
+  dialect: 'postgres' | 'cratedb';
   cleanup(): Promise<void>;
 }
 
@@ -107,6 +109,7 @@ export async function createTestTarget(adminUrl: string): Promise<TestTarget> {
       url: externalUrl,
       schema,
       external: true,
+      dialect: crate ? 'cratedb' : 'postgres',
       cleanup: async () => {
         const c = new pg.Client({ connectionString: externalUrl });
         await c.connect();
@@ -138,6 +141,7 @@ export async function createTestTarget(adminUrl: string): Promise<TestTarget> {
     url: url.toString(),
     schema: 'public',
     external: false,
+    dialect: 'postgres',
     cleanup: async () => {
       const c = new pg.Client({ connectionString: adminUrl });
       await c.connect();

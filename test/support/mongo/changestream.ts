@@ -80,6 +80,20 @@ export class ChangeStreamCursor {
       this.inclusive = false;
     }
     this.checkHistory();
+    this.validateStages();
+  }
+
+  /** A real server rejects an unknown or malformed stage when the stream is opened. */
+  private validateStages(): void {
+    if (this.spec.stages.length === 0) return;
+    try {
+      new Aggregator(this.spec.stages).run([{ _id: { _data: '' }, operationType: 'insert' }]);
+    } catch (error) {
+      throw new CommandError(
+        40324,
+        `Unrecognized pipeline stage or expression: ${(error as Error).message}`,
+      );
+    }
   }
 
   get namespace(): string {

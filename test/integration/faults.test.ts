@@ -1,0 +1,332 @@
+// cdc-relay when things go wrong: the relay killed, cursors killed, connections dropped, the
+// target down, writes during the snapshot, history lost, and bad input.
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { MongoClient, type Collection, type Document } from 'mongodb';
+import { MongoHarness, startMongo, type TestMongo } from '../support/mongo/index.js';
+import {
+  PostgresServer,
+  createTestTarget,
+  freePort,
+  type TestTarget,
+} from '../support/postgres.js';
+import {
+  expectConverges,
+  query,
+  runCli,
+  spawnRelay,
+  startRelay,
+  tableExists,
+  tableRows,
+  waitFor,
+} from '../support/relay.js';
+
+let mongo: TestMongo;
+let client: MongoClient;
+let target: TestTarget;
+
+beforeAll(async () => {
+  mongo = await startMongo();
+  client = new MongoClient(mongo.url);
+  await client.connect();
+  target = await createTestTarget(inject('postgresAdminUrl'));
+});
+
+afterAll(async () => {
+  await client?.close();
+  await mongo?.stop();
+  await target?.cleanup();
+});
+
+function relayArgs(url: string, database: string, ...extra: string[]): string[] {
+  return [
+    '--mongodb-url',
+    mongo.url,
+    '--database',
+    database,
+    '--target-url',
+    url,
+    '--schema',
+    target.schema,
+    '--batch-wait-ms',
+    '50',
+    ...extra,
+  ];
+}
+
+/** Mixed writes on ids 0..keys-1 (insert, update, replace, delete), deterministic. */
+async function churn(
+  coll: Collection<Document>,
+  operations: number,
+  keys = 300,
+  from = 0,
+): Promise<void> {
+  for (let i = from; i < from + operations; i++) {
+    const id = (i * 7919) % keys;
+    switch (i % 5) {
+      case 0:
+      case 1:
+        await coll.updateOne(
+          { _id: id as never },
+          { $set: { n: i, [`f${i % 3}`]: { at: new Date(i) } } },
+          { upsert: true },
+        );
+        break;
+      case 2:
+        await coll.updateOne({ _id: id as never }, { $inc: { hits: 1 } as Document });
+        break;
+      case 3:
+        await coll.replaceOne({ _id: id as never }, { n: i, replaced: true }, { upsert: true });
+        break;
+      default:
+        await coll.deleteOne({ _id: id as never });
+    }
+  }
+}
+
+describe.runIf(!process.env.TEST_MONGODB_URL)('faults', () => {
+  it('converges after the relay process is SIGKILLed mid-stream and restarted', async () => {
+    const database = mongo.database('kill');
+    const coll = client.db(database).collection('k');
+    await coll.insertMany(Array.from({ length: 100 }, (_, i) => ({ _id: i as never, n: i })));
+    const args = relayArgs(
+      target.url,
+      database,
+      '--collection',
+      'k',
+      '--batch-size',
+      '50',
+      '--progress-interval',
+      '1',
+    );
+    const first = spawnRelay(['cdc-relay', ...args]);
+    await first.waitForOutput(/streaming/);
+    const writing = churn(coll, 3000);
+    await waitFor(
+      async () => (await tableRows(target, 'k')).size > 0 && /written [1-9]/.test(first.output()),
+      'some events written',
+      30_000,
+    );
+    first.child.kill('SIGKILL');
+    expect(await first.exited).toBeNull();
+    await writing;
+    const second = spawnRelay(['cdc-relay', ...args]);
+    try {
+      await expectConverges(coll, target, 'k', 60_000);
+      expect(second.output()).toMatch(/resuming from checkpoint/);
+    } finally {
+      second.child.kill('SIGTERM');
+      expect(await second.exited).toBe(0);
+    }
+  }, 120_000);
+
+  it('converges while the server kills cursors and drops connections mid-stream', async () => {
+    const database = mongo.database('net');
+    const coll = client.db(database).collection('n');
+    await client.db(database).createCollection('n');
+    const relay = await startRelay(
+      relayArgs(target.url, database, '--collection', 'n', '--batch-size', '100'),
+    );
+    const writing = churn(coll, 2000);
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 150));
+      if (i % 2 === 0) mongo.harness!.killChangeStreamCursors();
+      else mongo.harness!.dropConnections();
+    }
+    mongo.harness!.failCommand('getMore', { code: 10107, times: 2 });
+    await writing;
+    await expectConverges(coll, target, 'n', 60_000);
+    await relay.stop();
+  }, 120_000);
+
+  it('converges when inserts, updates and deletes run during the snapshot', async () => {
+    const database = mongo.database('snap');
+    const coll = client.db(database).collection('s');
+    await coll.insertMany(
+      Array.from({ length: 3000 }, (_, i) => ({ _id: i as never, n: i, pad: 'x'.repeat(200) })),
+    );
+    const relay = await startRelay(
+      relayArgs(target.url, database, '--collection', 's', '--batch-size', '100'),
+    );
+    await churn(coll, 1500, 3500);
+    await expectConverges(coll, target, 's', 60_000);
+    const done = relay.stop();
+    await done;
+    expect((await relay.done).stats.snapshotDocs).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('rides out the target being down for seconds: no loss, no duplicates, still running', async () => {
+    const server = await PostgresServer.start();
+    try {
+      const url = server.url();
+      const database = mongo.database('outage');
+      const coll = client.db(database).collection('o');
+      await client.db(database).createCollection('o');
+      const relay = await startRelay(
+        relayArgs(url, database, '--collection', 'o', '--schema', 'public'),
+      );
+      const own: TestTarget = {
+        url,
+        schema: 'public',
+        external: false,
+        dialect: 'postgres',
+        cleanup: async () => {},
+      };
+      await churn(coll, 200);
+      await expectConverges(coll, own, 'o');
+      await server.pause();
+      await churn(coll, 400, 300, 200);
+      await new Promise((r) => setTimeout(r, 3000));
+      await server.unpause();
+      await expectConverges(coll, own, 'o', 60_000);
+      let ended = false;
+      void relay.done.finally(() => (ended = true));
+      await new Promise((r) => setTimeout(r, 200));
+      expect(ended).toBe(false);
+      await relay.stop();
+    } finally {
+      await server.stop();
+    }
+  }, 120_000);
+
+  it('stops with the documented message when its checkpoint fell off the oplog', async () => {
+    const database = mongo.database('lost');
+    const coll = client.db(database).collection('l');
+    await coll.insertOne({ _id: 1 as never });
+    const relay = await startRelay(relayArgs(target.url, database, '--collection', 'l'));
+    await expectConverges(coll, target, 'l');
+    await relay.stop();
+    await coll.insertOne({ _id: 2 as never });
+    mongo.harness!.discardHistory();
+    const result = await runCli([
+      'cdc-relay',
+      ...relayArgs(target.url, database, '--collection', 'l'),
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/older than the oldest entry in MongoDB's oplog/);
+    expect(result.stderr).toMatch(/--snapshot initial/);
+    expect((await tableRows(target, 'l')).has('2')).toBe(false);
+  });
+});
+
+describe('bad input', () => {
+  it('refuses a standalone MongoDB with how to start a replica set', async () => {
+    const standalone = await MongoHarness.start({ replicaSet: false });
+    try {
+      const result = await runCli([
+        'cdc-relay',
+        '--mongodb-url',
+        standalone.url,
+        '--database',
+        'x',
+        '--target-url',
+        target.url,
+      ]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/^relay: .*standalone.*replica set.*rs\.initiate\(\)/m);
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    } finally {
+      await standalone.stop();
+    }
+  });
+
+  it('says when MongoDB or the target cannot be reached', async () => {
+    const port = await freePort();
+    const noMongo = await runCli([
+      'cdc-relay',
+      '--mongodb-url',
+      `mongodb://127.0.0.1:${port}/?serverSelectionTimeoutMS=300`,
+      '--database',
+      'x',
+      '--target-url',
+      target.url,
+    ]);
+    expect(noMongo.code).toBe(1);
+    expect(noMongo.stderr).toMatch(/^relay: cannot reach MongoDB at mongodb:\/\/127\.0\.0\.1:\d+/m);
+    const noTarget = await runCli([
+      'cdc-relay',
+      '--mongodb-url',
+      mongo.url,
+      '--database',
+      'x',
+      '--target-url',
+      `postgresql://u:secret@127.0.0.1:${port}/db`,
+    ]);
+    expect(noTarget.code).toBe(1);
+    expect(noTarget.stderr).toMatch(
+      /^relay: cannot reach the target at postgresql:\/\/u:\*\*\*@127\.0\.0\.1/m,
+    );
+    expect(noTarget.stderr).not.toMatch(/secret/);
+  });
+
+  it('refuses a wrong dialect, a missing collection, bad filters and numbers, writing nothing', async () => {
+    const database = mongo.database('bad');
+    const base = [
+      '--mongodb-url',
+      mongo.url,
+      '--database',
+      database,
+      '--target-url',
+      target.url,
+      '--schema',
+      `${target.schema}`,
+    ];
+    const cases: [string[], RegExp][] = [
+      [
+        ['--dialect', target.dialect === 'cratedb' ? 'postgres' : 'cratedb'],
+        /--dialect .* was given, but the target is/,
+      ],
+      [['--collection', 'nope'], /collection .*\.nope does not exist/],
+      [['--filter', '[{"$match": '], /--filter is not valid JSON/],
+      [['--filter', '{"match": {}}'], /--filter must be pipeline stages/],
+      [['--batch-size', '0'], /--batch-size must be a whole number of at least 1/],
+      [
+        ['--collection', 'a', '--collection', 'b', '--table', 't'],
+        /--table names the table of a single collection/,
+      ],
+    ];
+    for (const [extra, message] of cases) {
+      const result = await runCli(['cdc-relay', ...base, ...extra]);
+      expect(result.code, extra.join(' ')).toBe(2);
+      expect(result.stderr).toMatch(message);
+    }
+    const badChoice = await runCli(['cdc-relay', ...base, '--snapshot', 'sometimes']);
+    expect(badChoice.code).toBe(1);
+    expect(badChoice.stderr).toMatch(/Allowed choices are initial, never, only/);
+    const missing = await runCli(['cdc-relay', '--database', 'x']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--mongodb-url \(or MONGODB_URL\) is required/);
+    if (!target.external) expect(await tableExists(target, 'nope')).toBe(false);
+    const checkpoints = await query(
+      target,
+      `SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'nope'`,
+      [target.schema],
+    );
+    expect(Number(checkpoints[0]!.n)).toBe(0);
+  });
+
+  it('refuses an invalid --filter that is valid JSON but not a valid stage', async () => {
+    const database = mongo.database('badfilter');
+    await client.db(database).createCollection('f');
+    const result = await runCli([
+      'cdc-relay',
+      '--mongodb-url',
+      mongo.url,
+      '--database',
+      database,
+      '--collection',
+      'f',
+      '--target-url',
+      target.url,
+      '--schema',
+      target.schema,
+      '--snapshot',
+      'never',
+      '--filter',
+      '[{"$nonsense": {}}]',
+      '--stream-id',
+      'badfilter',
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--filter is not a valid pipeline/);
+  });
+});

@@ -1,0 +1,436 @@
+// cdc-relay end to end: harness MongoDB (or TEST_MONGODB_URL) -> embedded PostgreSQL (or
+// TEST_TARGET_URL). Every operation type and option, checked by comparing table and collection.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { Decimal128, Long, MongoClient, ObjectId, type Document } from 'mongodb';
+import { EJSON } from 'bson';
+import { startMongo, type TestMongo } from '../support/mongo/index.js';
+import { createTestTarget, type TestTarget } from '../support/postgres.js';
+import {
+  capture,
+  expectConverges,
+  parseOptions,
+  query,
+  runCli,
+  startRelay,
+  tableExists,
+  tableRows,
+  waitFor,
+} from '../support/relay.js';
+import { tail } from '../../src/commands/tail.js';
+import { tailSettings } from '../../src/config.js';
+
+let mongo: TestMongo;
+let client: MongoClient;
+let target: TestTarget;
+
+beforeAll(async () => {
+  mongo = await startMongo();
+  client = new MongoClient(mongo.url);
+  await client.connect();
+  target = await createTestTarget(inject('postgresAdminUrl'));
+});
+
+afterAll(async () => {
+  await client?.close();
+  await mongo?.stop();
+  await target?.cleanup();
+});
+
+function relayArgs(database: string, ...extra: string[]): string[] {
+  return [
+    '--mongodb-url',
+    mongo.url,
+    '--database',
+    database,
+    '--target-url',
+    target.url,
+    '--schema',
+    target.schema,
+    '--batch-wait-ms',
+    '50',
+    ...extra,
+  ];
+}
+
+const samples = fs
+  .readFileSync(
+    new URL('../../../shared/datasets/sample_analytics.customers.ejson.jsonl', import.meta.url),
+    'utf8',
+  )
+  .split('\n')
+  .filter(Boolean)
+  .slice(0, 60)
+  .map((line) => EJSON.parse(line, { relaxed: false }) as Document);
+
+describe('cdc-relay', () => {
+  it('copies existing documents, then streams every operation type', async () => {
+    const database = mongo.database('ops');
+    const coll = client.db(database).collection('customers');
+    await coll.insertMany(samples.slice(0, 40));
+    await coll.insertOne({
+      _id: 'typed' as never,
+      big: Long.fromString('1152921504606846976'),
+      small: Long.fromNumber(7),
+      price: Decimal128.fromString('19.99'),
+      at: new Date(Date.UTC(1969, 6, 20, 20, 17, 40, 123)),
+      nested: { list: [1, 2, { deep: true }] },
+    });
+    const relay = await startRelay(relayArgs(database, '--collection', 'customers'));
+    await expectConverges(coll, target);
+    const typed = (await tableRows(target, 'customers')).get('typed') as Document;
+    expect(typed.big).toBe('1152921504606846976');
+    expect(typed.small).toBe(7);
+    expect(typed.price).toBe('19.99');
+    expect(typed.at).toBe(Date.UTC(1969, 6, 20, 20, 17, 40, 123));
+
+    await coll.insertMany(samples.slice(40, 50));
+    await coll.updateOne(
+      { _id: samples[0]!._id },
+      { $set: { address: 'moved', 'tier.new': 1 }, $unset: { email: '' } },
+    );
+    await coll.updateOne(
+      { _id: samples[1]!._id },
+      { $push: { accounts: 1 } as Document, $inc: { visits: 1 } as Document },
+    );
+    await coll.updateMany({ active: true }, { $set: { checked: true } });
+    await coll.replaceOne({ _id: samples[2]!._id }, { name: 'replaced', at: new Date(0) });
+    await coll.deleteOne({ _id: samples[3]!._id });
+    await coll.deleteMany({ active: false });
+    await coll.findOneAndUpdate({ _id: 'typed' as never }, { $set: { 'nested.list.1': 'two' } });
+    await expectConverges(coll, target);
+    await relay.stop();
+  });
+
+  it('applies updates as patches to the stored rows with --full-document patch', async () => {
+    const database = mongo.database('patch');
+    const coll = client.db(database).collection('accounts');
+    await coll.insertMany([
+      { _id: 1 as never, balance: 10, tags: ['a', 'b', 'c'], profile: { name: 'x', city: 'y' } },
+      { _id: 2 as never, balance: 20, list: [1, 2, 3, 4] },
+    ]);
+    const relay = await startRelay(
+      relayArgs(database, '--collection', 'accounts', '--full-document', 'patch'),
+    );
+    await expectConverges(coll, target);
+    await coll.updateOne(
+      { _id: 1 as never },
+      { $inc: { balance: 5 }, $unset: { 'profile.city': '' }, $set: { 'profile.zip': '123' } },
+    );
+    await coll.updateOne({ _id: 1 as never }, { $pull: { tags: 'b' } as Document });
+    await coll.updateOne({ _id: 2 as never }, { $pop: { list: 1 } as Document });
+    await coll.updateOne({ _id: 2 as never }, { $push: { list: { $each: [9, 8] } } as Document });
+    await coll.updateOne({ _id: 2 as never }, { $set: { 'list.0': 100, 'sub.deep.er': true } });
+    await coll.insertOne({ _id: 3 as never, n: 1 });
+    await coll.updateOne({ _id: 3 as never }, { $inc: { n: 1 } });
+    await expectConverges(coll, target);
+    await relay.stop();
+  });
+
+  it('reads post-images with --full-document whenAvailable', async () => {
+    const database = mongo.database('images');
+    const db = client.db(database);
+    await db.createCollection('orders', { changeStreamPreAndPostImages: { enabled: true } });
+    const coll = db.collection('orders');
+    const relay = await startRelay(
+      relayArgs(database, '--collection', 'orders', '--full-document', 'whenAvailable'),
+    );
+    await waitFor(() => tableExists(target, 'orders'), 'orders table');
+    await coll.insertOne({ _id: 1 as never, status: 'new' });
+    await coll.updateOne({ _id: 1 as never }, { $set: { status: 'paid' } });
+    await expectConverges(coll, target);
+    await relay.stop();
+  });
+
+  it('relays several collections, a whole database, and into a named table', async () => {
+    const database = mongo.database('multi');
+    const db = client.db(database);
+    await db.collection('a').insertOne({ _id: 1 as never, from: 'a' });
+    await db.collection('b').insertOne({ _id: 1 as never, from: 'b' });
+    await db.collection('c').insertOne({ _id: 1 as never, from: 'c' });
+
+    const two = await startRelay(relayArgs(database, '--collection', 'a', '--collection', 'b'));
+    await db.collection('a').insertOne({ _id: 2 as never });
+    await db.collection('c').insertOne({ _id: 2 as never });
+    await expectConverges(db.collection('a'), target);
+    await expectConverges(db.collection('b'), target);
+    expect(await tableExists(target, 'c')).toBe(false);
+    await two.stop();
+
+    const named = await startRelay(relayArgs(database, '--collection', 'c', '--table', 'c_copy'));
+    await expectConverges(db.collection('c'), target, 'c_copy');
+    await named.stop();
+
+    const whole = await startRelay(relayArgs(database, '--stream-id', 'whole'));
+    await db.collection('b').deleteOne({ _id: 1 as never });
+    await expectConverges(db.collection('c'), target);
+    await expectConverges(db.collection('b'), target);
+    await whole.stop();
+  });
+
+  it('appends --filter stages to the change stream', async () => {
+    const database = mongo.database('filter');
+    const coll = client.db(database).collection('events');
+    await coll.insertOne({ _id: 0 as never });
+    const relay = await startRelay(
+      relayArgs(
+        database,
+        '--collection',
+        'events',
+        '--filter',
+        '[{"$match":{"operationType":{"$ne":"delete"}}}]',
+      ),
+    );
+    await expectConverges(coll, target);
+    await coll.insertMany([{ _id: 1 as never }, { _id: 2 as never }]);
+    await coll.deleteOne({ _id: 1 as never });
+    await waitFor(async () => (await tableRows(target, 'events')).size === 3, 'three rows');
+    await relay.stop();
+    expect([...(await tableRows(target, 'events')).keys()].sort()).toEqual(['0', '1', '2']);
+  });
+
+  it('truncates or drops the table on drop, and goes on after invalidate', async () => {
+    const database = mongo.database('drop');
+    const db = client.db(database);
+    await db.collection('t').insertMany([{ _id: 1 as never }, { _id: 2 as never }]);
+    const truncating = await startRelay(
+      relayArgs(database, '--collection', 't', '--on-drop', 'truncate'),
+    );
+    await expectConverges(db.collection('t'), target);
+    await db.collection('t').drop();
+    await waitFor(async () => (await tableRows(target, 't')).size === 0, 'table truncated');
+    // The stream was invalidated by the drop; the relay reopened it after the invalidate event.
+    await db.collection('t').insertOne({ _id: 3 as never, again: true });
+    await expectConverges(db.collection('t'), target);
+    await truncating.stop();
+
+    const dropping = await startRelay(
+      relayArgs(database, '--collection', 't', '--on-drop', 'drop', '--stream-id', 'dropper'),
+    );
+    await db.collection('t').drop();
+    await waitFor(async () => !(await tableExists(target, 't')), 'table dropped');
+    await db.collection('t').insertOne({ _id: 4 as never });
+    await expectConverges(db.collection('t'), target);
+    await dropping.stop();
+  });
+
+  it('dead-letters a row the target rejects and writes the rest of its batch', async () => {
+    const database = mongo.database('dlq');
+    const coll = client.db(database).collection('poison');
+    await client.db(database).createCollection('poison');
+    const relay = await startRelay(relayArgs(database, '--collection', 'poison'));
+    await waitFor(() => tableExists(target, 'poison'), 'poison table');
+    // PostgreSQL's jsonb cannot hold a NUL character; CrateDB refuses a type change in a column.
+    const bad = target.dialect === 'cratedb' ? { v: 'not a number' } : { v: 'nul\u0000here' };
+    await coll.insertOne({ _id: 0 as never, v: 1 });
+    await coll.insertMany([
+      { _id: 1 as never, v: 2 },
+      { _id: 2 as never, ...bad },
+      { _id: 3 as never, v: 3 },
+    ]);
+    await waitFor(async () => (await tableRows(target, 'poison')).size === 3, 'good rows');
+    const letters = await waitFor(async () => {
+      const rows = await query(
+        target,
+        `SELECT * FROM "${target.schema}"."relay_dead_letters" WHERE oid = '2'`,
+        [],
+        `"${target.schema}"."relay_dead_letters"`,
+      );
+      return rows.length ? rows : null;
+    }, 'dead letter');
+    expect(letters[0]).toMatchObject({ ns: `${database}.poison`, oid: '2', operation: 'insert' });
+    expect(String(letters[0]!.error)).not.toBe('');
+    const events = EJSON.parse(String(letters[0]!.event), { relaxed: true }) as Document[];
+    expect(events[0]).toMatchObject({ operationType: 'insert', documentKey: { _id: 2 } });
+    await coll.insertOne({ _id: 4 as never, v: 4 });
+    await waitFor(async () => (await tableRows(target, 'poison')).has('4'), 'relay goes on');
+    await relay.stop();
+  });
+
+  it('stops before the checkpoint with --on-error fail', async () => {
+    const database = mongo.database('fail');
+    const coll = client.db(database).collection('strict');
+    await client.db(database).createCollection('strict');
+    const relay = await startRelay(
+      relayArgs(database, '--collection', 'strict', '--on-error', 'fail', '--stream-id', 'strict'),
+    );
+    await waitFor(() => tableExists(target, 'strict'), 'strict table');
+    const bad = target.dialect === 'cratedb' ? { v: 'text' } : { v: '\u0000' };
+    await coll.insertOne({ _id: 0 as never, v: 1 });
+    await coll.insertOne({ _id: 1 as never, ...bad });
+    await expect(relay.done).rejects.toThrow(/rejected strict document 1/);
+    expect((await tableRows(target, 'strict')).has('1')).toBe(false);
+    // The checkpoint stayed before the refused event: a restart meets it again.
+    const again = await startRelay(
+      relayArgs(database, '--collection', 'strict', '--stream-id', 'strict'),
+    );
+    const letters = await waitFor(async () => {
+      const rows = await query(
+        target,
+        `SELECT oid FROM "${target.schema}"."relay_dead_letters" WHERE stream_id = 'strict'`,
+        [],
+        `"${target.schema}"."relay_dead_letters"`,
+      );
+      return rows.length ? rows : null;
+    }, 'the refused event dead-lettered after restart');
+    expect(letters.map((r) => r.oid)).toEqual(['1']);
+    await again.stop();
+  });
+
+  it('resumes from its checkpoint after a clean stop without copying again', async () => {
+    const database = mongo.database('resume');
+    const coll = client.db(database).collection('r');
+    await coll.insertMany(samples.slice(0, 10));
+    const first = await startRelay(relayArgs(database, '--collection', 'r'));
+    await expectConverges(coll, target);
+    await first.stop();
+    await coll.insertMany(samples.slice(10, 20));
+    await coll.deleteOne({ _id: samples[0]!._id });
+    const second = await startRelay(relayArgs(database, '--collection', 'r'));
+    await expectConverges(coll, target);
+    await second.stop();
+    const stats = (await second.done).stats;
+    expect(stats.snapshotDocs).toBe(0);
+    expect(stats.eventsWritten).toBeGreaterThanOrEqual(11);
+  });
+
+  it('copies and exits with --snapshot only; streams only new changes with --snapshot never', async () => {
+    const database = mongo.database('modes');
+    const coll = client.db(database).collection('m');
+    await coll.insertMany([{ _id: 1 as never }, { _id: 2 as never }]);
+    const only = await startRelay(relayArgs(database, '--collection', 'm', '--snapshot', 'only'));
+    const relay = await only.done;
+    expect(relay.stats.snapshotDocs).toBe(2);
+    await expectConverges(coll, target);
+
+    const never = await startRelay(
+      relayArgs(
+        database,
+        '--collection',
+        'm',
+        '--snapshot',
+        'never',
+        '--table',
+        'm_new',
+        '--stream-id',
+        'never',
+      ),
+    );
+    await waitFor(() => tableExists(target, 'm_new'), 'table');
+    await coll.insertOne({ _id: 3 as never });
+    await waitFor(async () => (await tableRows(target, 'm_new')).has('3'), 'new insert');
+    await never.stop();
+    expect([...(await tableRows(target, 'm_new')).keys()]).toEqual(['3']);
+  });
+});
+
+describe('tail and replay', () => {
+  it('tail prints canonical Extended JSON that replay applies to an equal table', async () => {
+    const database = mongo.database('tail');
+    const coll = client.db(database).collection('t');
+    const out = capture();
+    const settings = tailSettings(
+      await parseOptions('tail', [
+        '--mongodb-url',
+        mongo.url,
+        '--database',
+        database,
+        '--collection',
+        't',
+        '--limit',
+        '6',
+      ]),
+    );
+    const tailing = tail(settings, out.stream);
+    await new Promise((r) => setTimeout(r, 500));
+    await coll.insertOne({
+      _id: new ObjectId('5ca4bbc7a2dd94ee5816238c'),
+      n: Long.fromString('9007199254740993'),
+      at: new Date(5),
+    });
+    await coll.insertOne({ _id: 2 as never, n: 1, s: { a: 1 } });
+    await coll.updateOne({ _id: 2 as never }, { $set: { 's.b': 2 } });
+    await coll.replaceOne({ _id: 2 as never }, { n: 3 });
+    await coll.insertOne({ _id: 3 as never });
+    await coll.deleteOne({ _id: 3 as never });
+    await tailing;
+    const lines = out.text().trim().split('\n');
+    expect(lines).toHaveLength(6);
+    const first = JSON.parse(lines[0]!);
+    expect(first.fullDocument.n).toEqual({ $numberLong: '9007199254740993' });
+    expect(first._id._data).toBeTypeOf('string');
+
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'relay-replay-')), 'events.jsonl');
+    fs.writeFileSync(file, `${lines.join('\n')}\n`);
+    const result = await runCli([
+      'replay',
+      file,
+      '--target-url',
+      target.url,
+      '--schema',
+      target.schema,
+      '--table',
+      'tail_replayed',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    await expectConverges(coll, target, 'tail_replayed');
+  });
+
+  it('tail --format pretty prints one readable line per event', async () => {
+    const database = mongo.database('pretty');
+    const coll = client.db(database).collection('p');
+    const out = capture();
+    const settings = tailSettings(
+      await parseOptions('tail', [
+        '--mongodb-url',
+        mongo.url,
+        '--database',
+        database,
+        '--format',
+        'pretty',
+        '--operation',
+        'update',
+        '--limit',
+        '1',
+      ]),
+    );
+    const tailing = tail(settings, out.stream);
+    await new Promise((r) => setTimeout(r, 500));
+    await coll.insertOne({ _id: 1 as never, a: 1 });
+    await coll.updateOne({ _id: 1 as never }, { $set: { b: 2 }, $unset: { a: '' } });
+    await tailing;
+    expect(out.text()).toMatch(new RegExp(`^\\S+Z update ${database}\\.p 1 set b, unset a\\n$`));
+  });
+
+  it('replay stops at a malformed line with its number, writing nothing after it', async () => {
+    const events = [1, 2, 3].map((n) =>
+      EJSON.stringify(
+        {
+          _id: { _data: `82${n}` },
+          operationType: 'insert',
+          ns: { db: 'x', coll: 'c' },
+          documentKey: { _id: n },
+          fullDocument: { _id: n },
+        },
+        { relaxed: false },
+      ),
+    );
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'relay-replay-')), 'bad.jsonl');
+    fs.writeFileSync(file, [events[0], '{"operationType": "insert", oops', events[2]].join('\n'));
+    const result = await runCli([
+      'replay',
+      file,
+      '--target-url',
+      target.url,
+      '--schema',
+      target.schema,
+      '--table',
+      'replay_bad',
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/line 2 is not valid Extended JSON/);
+    expect([...(await tableRows(target, 'replay_bad')).keys()]).toEqual(['1']);
+  });
+});

@@ -1,0 +1,246 @@
+// Helpers for integration tests: run the relay (in-process or as a child process), wait for
+// conditions, and compare a table with its collection through the relay's own conversion.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { PassThrough } from 'node:stream';
+import type { Collection, Document } from 'mongodb';
+import pg from 'pg';
+import { main } from '../../src/cli.js';
+import { toJsonObject, oidOf, keepKeys } from '../../src/convert/value.js';
+import { crateDialect } from '../../src/target/cratedb.js';
+import type { TestTarget } from './postgres.js';
+
+export async function waitFor<T>(
+  check: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  what: string,
+  timeoutMs = 20_000,
+  intervalMs = 100,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value) return value as T;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`,
+  );
+}
+
+export interface CliResult {
+  code: number;
+  stderr: string;
+  stdout: string;
+}
+
+/** Runs `relay <args>` in this process, capturing what it prints. */
+export async function runCli(args: string[]): Promise<CliResult> {
+  let stderr = '';
+  let stdout = '';
+  const writeErr = process.stderr.write.bind(process.stderr);
+  const writeOut = process.stdout.write.bind(process.stdout);
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    stderr += chunk.toString();
+    return true;
+  }) as typeof process.stderr.write;
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    stdout += chunk.toString();
+    return true;
+  }) as typeof process.stdout.write;
+  try {
+    const code = await main(['node', 'relay', ...args]);
+    return { code, stderr, stdout };
+  } finally {
+    process.stderr.write = writeErr;
+    process.stdout.write = writeOut;
+  }
+}
+
+export interface RelayProcess {
+  child: ChildProcess;
+  output(): string;
+  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+/** Starts `relay <args>` as a child process (the CLI from source, through tsx). */
+export function spawnRelay(args: string[], env: Record<string, string> = {}): RelayProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/relay-cli.ts', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => output,
+    exited,
+    waitForOutput: (pattern, timeoutMs = 20_000) =>
+      waitFor(() => pattern.test(output), `relay output ${pattern}`, timeoutMs).then(
+        () => undefined,
+      ),
+  };
+}
+
+/** Runs one query on the test target (CrateDB tables refreshed first, so reads see writes). */
+export async function query<T extends Record<string, unknown> = Record<string, unknown>>(
+  target: TestTarget,
+  text: string,
+  params: unknown[] = [],
+  refresh?: string,
+): Promise<T[]> {
+  const client = new pg.Client({ connectionString: target.url });
+  await client.connect();
+  try {
+    if (refresh && target.dialect === 'cratedb') await client.query(`REFRESH TABLE ${refresh}`);
+    return (await client.query(text, params)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}
+
+/** Rows of a target table by oid. */
+export async function tableRows(target: TestTarget, table: string): Promise<Map<string, unknown>> {
+  const name = `"${target.schema}"."${table}"`;
+  const rows = await query(target, `SELECT oid, data FROM ${name}`, [], name);
+  return new Map(rows.map((r) => [r.oid as string, r.data]));
+}
+
+export async function tableExists(target: TestTarget, table: string): Promise<boolean> {
+  const rows = await query(
+    target,
+    'SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2',
+    [target.schema, table],
+  );
+  return rows.length > 0;
+}
+
+/** Waits until the table holds exactly the collection (converted); fails with the differences. */
+export async function expectConverges(
+  collection: Collection<Document>,
+  target: TestTarget,
+  table = collection.collectionName,
+  timeoutMs = 20_000,
+): Promise<void> {
+  let diff: string[] = [];
+  try {
+    await waitFor(
+      async () => {
+        diff = await tableDiff(collection, target, table);
+        return diff.length === 0;
+      },
+      `${target.schema}.${table} to equal ${collection.collectionName}`,
+      timeoutMs,
+      250,
+    );
+  } catch {
+    throw new Error(
+      `${table} differs from ${collection.collectionName}:\n${diff.slice(0, 10).join('\n')}`,
+    );
+  }
+}
+
+/** Differences between a collection and its table, after the relay's conversion. */
+export async function tableDiff(
+  collection: Collection<Document>,
+  target: TestTarget,
+  table: string,
+): Promise<string[]> {
+  const keys = target.dialect === 'cratedb' ? crateDialect.objectKey : keepKeys;
+  const rows = await tableRows(target, table);
+  const docs = await collection.find({}, { promoteLongs: false }).toArray();
+  const problems: string[] = [];
+  for (const doc of docs) {
+    const oid = oidOf(doc._id);
+    const expected = toJsonObject(doc, keys);
+    if (!rows.has(oid)) problems.push(`missing ${oid}`);
+    else if (JSON.stringify(sortKeys(rows.get(oid))) !== JSON.stringify(sortKeys(expected))) {
+      problems.push(
+        `different ${oid}: ${JSON.stringify(rows.get(oid))} != ${JSON.stringify(expected)}`,
+      );
+    }
+    rows.delete(oid);
+  }
+  for (const oid of rows.keys()) problems.push(`extra ${oid}`);
+  return problems;
+}
+
+/** JSONB reorders keys; compare content, not order. */
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, sortKeys((value as Record<string, unknown>)[k])]),
+    );
+  }
+  return value;
+}
+
+export function capture(): { stream: PassThrough; text(): string } {
+  const stream = new PassThrough();
+  let text = '';
+  stream.on('data', (d) => (text += d));
+  return { stream, text: () => text };
+}
+
+/** Options of `relay <command> <args>` as the CLI parses them (defaults and env included). */
+export async function parseOptions(
+  command: string,
+  args: string[],
+): Promise<Record<string, unknown>> {
+  const { buildProgram } = await import('../../src/cli.js');
+  const program = buildProgram();
+  const sub = program.commands.find((c) => c.name() === command)!;
+  let parsed: Record<string, unknown> = {};
+  sub.action((...params: unknown[]) => {
+    parsed = (params.at(-1) as { opts(): Record<string, unknown> }).opts();
+  });
+  await program.parseAsync(['node', 'relay', command, ...args]);
+  return parsed;
+}
+
+export interface RunningRelay {
+  /** Stops it (after the batch in flight) and waits until it has. */
+  stop(): Promise<void>;
+  /** Settles when the relay ends by itself (an error, or --snapshot only). */
+  done: Promise<import('../../src/pipeline.js').Relay>;
+}
+
+/** `relay cdc-relay <args>` in this process; resolves once every later write will be relayed. */
+export async function startRelay(args: string[]): Promise<RunningRelay> {
+  const { cdcRelay } = await import('../../src/commands/cdc-relay.js');
+  const { relaySettings } = await import('../../src/config.js');
+  const settings = relaySettings(
+    await parseOptions('cdc-relay', [
+      '--progress-interval',
+      '3600',
+      '--log-level',
+      'warn',
+      ...args,
+    ]),
+  );
+  const controller = new AbortController();
+  let started!: (relay: import('../../src/pipeline.js').Relay) => void;
+  const relay = new Promise<import('../../src/pipeline.js').Relay>(
+    (resolve) => (started = resolve),
+  );
+  const done = cdcRelay(settings, { signal: controller.signal, onStart: started });
+  done.catch(() => {});
+  // Returns once the start position is fixed (or the relay has already failed).
+  await Promise.race([relay.then((r) => r.ready), done.catch(() => undefined)]);
+  return {
+    done,
+    stop: async () => {
+      controller.abort();
+      await done;
+    },
+  };
+}
