@@ -28,6 +28,9 @@ export class RowError extends RelayError {
 /** The checkpoint is older than the oplog: resuming would skip events. */
 export class HistoryLostError extends RelayError {}
 
+/** The message of anything thrown (drivers sometimes throw plain objects with a message). */
 export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  if (error instanceof Error) return error.message;
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : String(error);
 }

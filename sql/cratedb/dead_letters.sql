@@ -6,7 +6,7 @@ CREATE TABLE IF NOT EXISTS {{schema}}."relay_dead_letters" (
   "ns" TEXT NOT NULL,
   "oid" TEXT,
   "operation" TEXT NOT NULL,
-  "event" TEXT INDEX OFF STORAGE WITH (columnstore = false) NOT NULL,
-  "error" TEXT INDEX OFF STORAGE WITH (columnstore = false) NOT NULL,
+  "event" TEXT NOT NULL INDEX OFF STORAGE WITH (columnstore = false),
+  "error" TEXT NOT NULL INDEX OFF STORAGE WITH (columnstore = false),
   "created_at" TIMESTAMP WITH TIME ZONE NOT NULL
 );

@@ -13,24 +13,33 @@ import { TargetWriter } from '../target/writer.js';
 
 const ROW_OPERATIONS = new Set(['insert', 'update', 'replace', 'delete']);
 
-/** Parses one line into a change event, or says in one sentence why it is not one. */
-export function parseEventLine(line: string, lineNumber: number, file: string): Document {
-  let event: unknown;
+/**
+ * Parses one line into change events (a line is one event, or an array of events as the
+ * `event` column of relay_dead_letters holds), or says in one sentence why it is not.
+ */
+export function parseEventLine(line: string, lineNumber: number, file: string): Document[] {
+  let parsed: unknown;
   try {
-    event = EJSON.parse(line, { relaxed: false });
+    parsed = EJSON.parse(line, { relaxed: false });
   } catch (error) {
     throw new ConfigError(
       `${file} line ${lineNumber} is not valid Extended JSON: ${errorMessage(error)}`,
     );
   }
+  const events = Array.isArray(parsed) ? parsed : [parsed];
+  if (events.length === 0) throw new ConfigError(`${file} line ${lineNumber} is an empty array`);
+  return events.map((event) => checkEvent(event, `${file} line ${lineNumber}`));
+}
+
+function checkEvent(event: unknown, where: string): Document {
   const e = event as Document | null;
   if (!e || typeof e !== 'object' || Array.isArray(e) || typeof e.operationType !== 'string') {
-    throw new ConfigError(`${file} line ${lineNumber} is not a change event (no operationType)`);
+    throw new ConfigError(`${where} is not a change event (no operationType)`);
   }
   if (ROW_OPERATIONS.has(e.operationType)) {
     if (typeof e.ns?.coll !== 'string' || !e.documentKey || !('_id' in e.documentKey)) {
       throw new ConfigError(
-        `${file} line ${lineNumber}: a ${e.operationType} event needs ns.coll and documentKey._id`,
+        `${where}: a ${e.operationType} event needs ns.coll and documentKey._id`,
       );
     }
   }
@@ -76,15 +85,16 @@ export async function replay(
     for await (const line of readline.createInterface({ input, crlfDelay: Infinity })) {
       lineNumber++;
       if (line.trim() === '') continue;
-      const event = parseEventLine(line, lineNumber, settings.file);
-      const converted = convertEvent(event, target.dialect.objectKey);
-      if (converted.type === 'control') {
-        await flush();
-        log.info(`line ${lineNumber}: ${converted.operation} event not applied by replay`);
-        continue;
+      for (const event of parseEventLine(line, lineNumber, settings.file)) {
+        const converted = convertEvent(event, target.dialect.objectKey);
+        if (converted.type === 'control') {
+          await flush();
+          log.info(`line ${lineNumber}: ${converted.operation} event not applied by replay`);
+          continue;
+        }
+        batch.push(converted);
+        events++;
       }
-      batch.push(converted);
-      events++;
       if (batch.length >= settings.batchSize) await flush();
     }
     await flush();

@@ -26,6 +26,9 @@ export const crateDialect: Dialect = {
     }
     return statements;
   },
+  // The documented primary-key lookup form (`pk = a OR pk = b`): it reads rows written since the
+  // last refresh, which a DELETE or SELECT of another shape would miss.
+  oidIn: (eb, oids) => eb.or(oids.map((oid) => eb('oid', '=', oid))),
   // CrateDB casts JSON text to the OBJECT column; pg would send a JS array as an array literal.
   dataValue: (json) => sql`${json}`,
   refresh: async (db, schema, table) => {

@@ -1,6 +1,13 @@
 // What differs between targets, in one interface (like Kysely's dialect/adapter pair): DDL,
 // how `data` is passed, which object keys are allowed, transactions, and visibility.
-import { sql, type Kysely, type RawBuilder } from 'kysely';
+import {
+  sql,
+  type Expression,
+  type ExpressionBuilder,
+  type Kysely,
+  type RawBuilder,
+  type SqlBool,
+} from 'kysely';
 import type { KeyPolicy } from '../convert/value.js';
 import { ConfigError } from '../errors.js';
 import { crateDialect } from './cratedb.js';
@@ -18,6 +25,12 @@ export interface Dialect {
   readonly objectKey: KeyPolicy;
   /** DDL statements creating what the relay needs in `schema` (and `table`, if given). */
   ddl(schema: string, table: string | null, objectPolicy: ObjectPolicy): string[];
+  /**
+   * `oid` is one of `oids`, in a form the target answers from the rows as just written (CrateDB
+   * sees unrefreshed rows only through primary-key lookups).
+   */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tables are named at run time
+  oidIn(eb: ExpressionBuilder<any, any>, oids: string[]): Expression<SqlBool>;
   /** The `data` value of a row, given as JSON text, as a statement parameter. */
   dataValue(json: string): RawBuilder<unknown>;
   /** Makes written rows visible to every query (CrateDB refreshes periodically). */

@@ -16,6 +16,7 @@ export const postgresDialect: Dialect = {
     if (table) statements.push(loadSql('postgres', 'data_table', { schema, table }));
     return statements;
   },
+  oidIn: (eb, oids) => eb('oid', 'in', oids),
   dataValue: (json) => sql`${json}::jsonb`,
   refresh: async () => {},
 };

@@ -166,10 +166,11 @@ export class TargetWriter {
           .withSchema(this.schema)
           .selectFrom(table)
           .select(['oid', 'data'])
-          .where(
-            'oid',
-            'in',
-            chunk.map((r) => r.oid),
+          .where((eb) =>
+            this.dialect.oidIn(
+              eb,
+              chunk.map((r) => r.oid),
+            ),
           )
           .execute();
         for (const row of result) {
@@ -286,10 +287,11 @@ export class TargetWriter {
     await db
       .withSchema(this.schema)
       .deleteFrom(table)
-      .where(
-        'oid',
-        'in',
-        rows.map((r) => r.oid),
+      .where((eb) =>
+        this.dialect.oidIn(
+          eb,
+          rows.map((r) => r.oid),
+        ),
       )
       .execute();
   }
