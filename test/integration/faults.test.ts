@@ -1,17 +1,15 @@
 // cdc-relay when things go wrong: the relay killed, cursors killed, connections dropped, the
 // target down, writes during the snapshot, history lost, and bad input.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { MongoClient, type Collection, type Document } from 'mongodb';
-import { MongoHarness, startMongo, type TestMongo } from '../support/mongo/index.js';
-import {
-  PostgresServer,
-  createTestTarget,
-  freePort,
-  type TestTarget,
-} from '../support/postgres.js';
+import { describe, expect, it } from 'vitest';
+import type { Collection, Document, MongoClient } from 'mongodb';
+import { MongoHarness, type TestMongo } from '../support/mongo/index.js';
+import { PostgresServer, freePort, type TestTarget } from '../support/postgres.js';
 import {
   expectConverges,
   query,
+  relayArgs as serverRelayArgs,
+  useServers,
+  type Servers,
   runCli,
   spawnRelay,
   startRelay,
@@ -20,37 +18,19 @@ import {
   waitFor,
 } from '../support/relay.js';
 
+let servers: Servers;
 let mongo: TestMongo;
 let client: MongoClient;
 let target: TestTarget;
 
-beforeAll(async () => {
-  mongo = await startMongo();
-  client = new MongoClient(mongo.url);
-  await client.connect();
-  target = await createTestTarget(inject('postgresAdminUrl'));
+useServers((started) => {
+  servers = started;
+  ({ mongo, client, target } = started);
 });
 
-afterAll(async () => {
-  await client?.close();
-  await mongo?.stop();
-  await target?.cleanup();
-});
-
+/** Relay arguments with the target at `url` (this file's target, or a server of a test's own). */
 function relayArgs(url: string, database: string, ...extra: string[]): string[] {
-  return [
-    '--mongodb-url',
-    mongo.url,
-    '--database',
-    database,
-    '--target-url',
-    url,
-    '--schema',
-    target.schema,
-    '--batch-wait-ms',
-    '50',
-    ...extra,
-  ];
+  return serverRelayArgs(servers, database, '--target-url', url, ...extra);
 }
 
 /** Mixed writes on ids 0..keys-1 (insert, update, replace, delete), deterministic. */

@@ -3,15 +3,18 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Decimal128, Long, MongoClient, ObjectId, type Document } from 'mongodb';
 import { EJSON } from 'bson';
-import { startMongo, type TestMongo } from '../support/mongo/index.js';
-import { createTestTarget, type TestTarget } from '../support/postgres.js';
+import type { TestMongo } from '../support/mongo/index.js';
+import type { TestTarget } from '../support/postgres.js';
 import {
-  capture,
   expectConverges,
+  capture,
   parseOptions,
+  relayArgs as serverRelayArgs,
+  useServers,
+  type Servers,
   query,
   runCli,
   startRelay,
@@ -22,38 +25,18 @@ import {
 import { tail } from '../../src/commands/tail.js';
 import { tailSettings } from '../../src/config.js';
 
+let servers: Servers;
 let mongo: TestMongo;
 let client: MongoClient;
 let target: TestTarget;
 
-beforeAll(async () => {
-  mongo = await startMongo();
-  client = new MongoClient(mongo.url);
-  await client.connect();
-  target = await createTestTarget(inject('postgresAdminUrl'));
+useServers((started) => {
+  servers = started;
+  ({ mongo, client, target } = started);
 });
 
-afterAll(async () => {
-  await client?.close();
-  await mongo?.stop();
-  await target?.cleanup();
-});
-
-function relayArgs(database: string, ...extra: string[]): string[] {
-  return [
-    '--mongodb-url',
-    mongo.url,
-    '--database',
-    database,
-    '--target-url',
-    target.url,
-    '--schema',
-    target.schema,
-    '--batch-wait-ms',
-    '50',
-    ...extra,
-  ];
-}
+const relayArgs = (database: string, ...extra: string[]) =>
+  serverRelayArgs(servers, database, ...extra);
 
 const samples = fs
   .readFileSync(
@@ -129,44 +112,35 @@ describe('cdc-relay', () => {
     await relay.stop();
   });
 
-  it('reads post-images with --full-document whenAvailable', async () => {
-    const database = mongo.database('images');
-    const db = client.db(database);
-    await db.createCollection('orders', { changeStreamPreAndPostImages: { enabled: true } });
-    const coll = db.collection('orders');
-    const relay = await startRelay(
-      relayArgs(database, '--collection', 'orders', '--full-document', 'whenAvailable'),
-    );
-    await waitFor(() => tableExists(target, 'orders'), 'orders table');
-    await coll.insertOne({ _id: 1 as never, status: 'new' });
-    await coll.updateOne({ _id: 1 as never }, { $set: { status: 'paid' } });
-    await expectConverges(coll, target);
-    await relay.stop();
-  });
+  it.each(['whenAvailable', 'required'])(
+    'reads post-images with --full-document %s',
+    async (mode) => {
+      const database = mongo.database('images');
+      const db = client.db(database);
+      await db.createCollection('orders', { changeStreamPreAndPostImages: { enabled: true } });
+      const coll = db.collection('orders');
+      const relay = await startRelay(
+        relayArgs(database, '--collection', 'orders', '--full-document', mode),
+      );
+      await coll.insertOne({ _id: 1 as never, status: 'new' });
+      await coll.updateOne({ _id: 1 as never }, { $set: { status: 'paid' } });
+      await expectConverges(coll, target);
+      await relay.stop();
+    },
+  );
 
-  it('reads post-images with --full-document required, keeps the table on drop with --on-drop ignore', async () => {
-    const database = mongo.database('required');
-    const db = client.db(database);
-    await db.createCollection('req', { changeStreamPreAndPostImages: { enabled: true } });
-    const coll = db.collection('req');
+  it('keeps the table on drop with --on-drop ignore, and a forced --dialect that matches works', async () => {
+    const database = mongo.database('ignore');
+    const coll = client.db(database).collection('kept');
+    await coll.insertOne({ _id: 1 as never });
     const relay = await startRelay(
-      relayArgs(
-        database,
-        '--collection',
-        'req',
-        '--full-document',
-        'required',
-        '--dialect',
-        target.dialect,
-      ),
+      relayArgs(database, '--collection', 'kept', '--dialect', target.dialect),
     );
-    await coll.insertOne({ _id: 1 as never, n: 1 });
-    await coll.updateOne({ _id: 1 as never }, { $inc: { n: 1 } });
     await expectConverges(coll, target);
     await coll.drop();
-    await coll.insertOne({ _id: 2 as never, n: 5 });
-    await waitFor(async () => (await tableRows(target, 'req')).has('2'), 'insert after the drop');
-    expect((await tableRows(target, 'req')).has('1')).toBe(true);
+    await coll.insertOne({ _id: 2 as never });
+    await waitFor(async () => (await tableRows(target, 'kept')).has('2'), 'insert after the drop');
+    expect((await tableRows(target, 'kept')).has('1')).toBe(true);
     await relay.stop();
   });
 
@@ -306,16 +280,7 @@ describe('cdc-relay', () => {
     // Once the cause is fixed (here: the document), the dead letter replays like any event line.
     const fixed = EJSON.parse(String(letters[0]!.event), { relaxed: false }) as Document[];
     fixed[0]!.fullDocument.v = 99;
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'relay-dlq-')), 'letters.jsonl');
-    fs.writeFileSync(file, `${EJSON.stringify(fixed, { relaxed: false })}\n`);
-    const replayed = await runCli([
-      'replay',
-      file,
-      '--target-url',
-      target.url,
-      '--schema',
-      target.schema,
-    ]);
+    const replayed = await replayLines([EJSON.stringify(fixed, { relaxed: false })]);
     expect(replayed.code, replayed.stderr).toBe(0);
     expect((await tableRows(target, 'poison')).get('2')).toEqual({ _id: 2, v: 99 });
   });
@@ -397,25 +362,30 @@ describe('cdc-relay', () => {
   });
 });
 
+/** `relay tail` on `database` with `args`, printing into a buffer until it ends. */
+async function startTail(database: string, ...args: string[]) {
+  const out = capture();
+  const settings = tailSettings(
+    await parseOptions('tail', ['--mongodb-url', mongo.url, '--database', database, ...args]),
+  );
+  const done = tail(settings, out.stream);
+  // tail opens its stream at the current cluster time; give it that moment before writing.
+  await new Promise((r) => setTimeout(r, 500));
+  return { done, text: out.text };
+}
+
+/** `relay replay` of `lines` (written to a temporary file) into this file's target. */
+function replayLines(lines: string[], ...args: string[]) {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'relay-replay-')), 'events.jsonl');
+  fs.writeFileSync(file, lines.join('\n'));
+  return runCli(['replay', file, '--target-url', target.url, '--schema', target.schema, ...args]);
+}
+
 describe('tail and replay', () => {
   it('tail prints canonical Extended JSON that replay applies to an equal table', async () => {
     const database = mongo.database('tail');
     const coll = client.db(database).collection('t');
-    const out = capture();
-    const settings = tailSettings(
-      await parseOptions('tail', [
-        '--mongodb-url',
-        mongo.url,
-        '--database',
-        database,
-        '--collection',
-        't',
-        '--limit',
-        '6',
-      ]),
-    );
-    const tailing = tail(settings, out.stream);
-    await new Promise((r) => setTimeout(r, 500));
+    const tailing = await startTail(database, '--collection', 't', '--limit', '6');
     await coll.insertOne({
       _id: new ObjectId('5ca4bbc7a2dd94ee5816238c'),
       n: Long.fromString('9007199254740993'),
@@ -426,25 +396,14 @@ describe('tail and replay', () => {
     await coll.replaceOne({ _id: 2 as never }, { n: 3 });
     await coll.insertOne({ _id: 3 as never });
     await coll.deleteOne({ _id: 3 as never });
-    await tailing;
-    const lines = out.text().trim().split('\n');
+    await tailing.done;
+    const lines = tailing.text().trim().split('\n');
     expect(lines).toHaveLength(6);
     const first = JSON.parse(lines[0]!);
     expect(first.fullDocument.n).toEqual({ $numberLong: '9007199254740993' });
     expect(first._id._data).toBeTypeOf('string');
 
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'relay-replay-')), 'events.jsonl');
-    fs.writeFileSync(file, `${lines.join('\n')}\n`);
-    const result = await runCli([
-      'replay',
-      file,
-      '--target-url',
-      target.url,
-      '--schema',
-      target.schema,
-      '--table',
-      'tail_replayed',
-    ]);
+    const result = await replayLines(lines, '--table', 'tail_replayed');
     expect(result.code, result.stderr).toBe(0);
     await expectConverges(coll, target, 'tail_replayed');
   });
@@ -452,27 +411,21 @@ describe('tail and replay', () => {
   it('tail --format pretty prints one readable line per event', async () => {
     const database = mongo.database('pretty');
     const coll = client.db(database).collection('p');
-    const out = capture();
-    const settings = tailSettings(
-      await parseOptions('tail', [
-        '--mongodb-url',
-        mongo.url,
-        '--database',
-        database,
-        '--format',
-        'pretty',
-        '--operation',
-        'update',
-        '--limit',
-        '1',
-      ]),
+    const tailing = await startTail(
+      database,
+      '--format',
+      'pretty',
+      '--operation',
+      'update',
+      '--limit',
+      '1',
     );
-    const tailing = tail(settings, out.stream);
-    await new Promise((r) => setTimeout(r, 500));
     await coll.insertOne({ _id: 1 as never, a: 1 });
     await coll.updateOne({ _id: 1 as never }, { $set: { b: 2 }, $unset: { a: '' } });
-    await tailing;
-    expect(out.text()).toMatch(new RegExp(`^\\S+Z update ${database}\\.p 1 set b, unset a\\n$`));
+    await tailing.done;
+    expect(tailing.text()).toMatch(
+      new RegExp(`^\\S+Z update ${database}\\.p 1 set b, unset a\\n$`),
+    );
   });
 
   it('replay stops at a malformed line with its number, writing nothing after it', async () => {
@@ -488,18 +441,11 @@ describe('tail and replay', () => {
         { relaxed: false },
       ),
     );
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'relay-replay-')), 'bad.jsonl');
-    fs.writeFileSync(file, [events[0], '{"operationType": "insert", oops', events[2]].join('\n'));
-    const result = await runCli([
-      'replay',
-      file,
-      '--target-url',
-      target.url,
-      '--schema',
-      target.schema,
+    const result = await replayLines(
+      [events[0]!, '{"operationType": "insert", oops', events[2]!],
       '--table',
       'replay_bad',
-    ]);
+    );
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/line 2 is not valid Extended JSON/);
     expect([...(await tableRows(target, 'replay_bad')).keys()]).toEqual(['1']);

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { PassThrough } from 'node:stream';
 import type { Collection, Document } from 'mongodb';
 import pg from 'pg';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { main } from '../../src/cli.js';
 import { toJsonObject, oidOf, keepKeys } from '../../src/convert/value.js';
 import { crateDialect } from '../../src/target/cratedb.js';
@@ -243,4 +244,54 @@ export async function startRelay(args: string[]): Promise<RunningRelay> {
       await done;
     },
   };
+}
+
+export interface Servers {
+  mongo: import('./mongo/index.js').TestMongo;
+  client: import('mongodb').MongoClient;
+  target: TestTarget;
+}
+
+/** A MongoDB (harness or TEST_MONGODB_URL), a connected client, and this file's own target. */
+export async function startServers(adminUrl: string): Promise<Servers> {
+  const { startMongo } = await import('./mongo/index.js');
+  const { MongoClient } = await import('mongodb');
+  const { createTestTarget } = await import('./postgres.js');
+  const mongo = await startMongo();
+  const client = new MongoClient(mongo.url);
+  await client.connect();
+  return { mongo, client, target: await createTestTarget(adminUrl) };
+}
+
+/** Starts the servers before this file's tests and stops them after; `use` receives them. */
+export function useServers(use: (servers: Servers) => void): void {
+  let servers: Servers | undefined;
+  beforeAll(async () => {
+    servers = await startServers(inject('postgresAdminUrl'));
+    use(servers);
+  });
+  afterAll(() => stopServers(servers ?? {}));
+}
+
+export async function stopServers(servers: Partial<Servers>): Promise<void> {
+  await servers.client?.close();
+  await servers.mongo?.stop();
+  await servers.target?.cleanup();
+}
+
+/** `cdc-relay` arguments for `database` on these servers; later flags override earlier ones. */
+export function relayArgs(servers: Servers, database: string, ...extra: string[]): string[] {
+  return [
+    '--mongodb-url',
+    servers.mongo.url,
+    '--database',
+    database,
+    '--target-url',
+    servers.target.url,
+    '--schema',
+    servers.target.schema,
+    '--batch-wait-ms',
+    '50',
+    ...extra,
+  ];
 }
