@@ -2,9 +2,18 @@
 // function runs. Behaviour lives in src/commands/, validation in src/config.ts.
 import { Command, CommanderError, Option } from 'commander';
 import { cdcRelay } from './commands/cdc-relay.js';
+import { dbWorkload } from './commands/db-workload.js';
+import { verifyCommand } from './commands/verify.js';
 import { replay } from './commands/replay.js';
 import { tail } from './commands/tail.js';
-import { relaySettings, replaySettings, tailSettings } from './config.js';
+import {
+  relaySettings,
+  replaySettings,
+  tailSettings,
+  verifySettings,
+  workloadSettings,
+} from './config.js';
+import { SCENARIOS } from './workload/scenarios.js';
 import { ConfigError, RelayError, errorMessage } from './errors.js';
 import { redact } from './log.js';
 
@@ -100,7 +109,12 @@ function batchOptions(command: Command): Command {
     );
 }
 
-export function buildProgram(): Command {
+/** What a command reports besides errors: verify exits 1 when the table differs. */
+export interface Outcome {
+  exitCode: number;
+}
+
+export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
   const program = new Command('relay')
     .description(
       'Change-data-capture relay: MongoDB change streams into CrateDB and PostgreSQL tables.',
@@ -195,17 +209,95 @@ export function buildProgram(): Command {
     await replay(replaySettings(file, options));
   });
 
+  const workloadCommand = program
+    .command('db-workload')
+    .description(
+      'seeded, rate-limited inserts, updates, replaces and deletes on one collection, to exercise the relay',
+    );
+  sourceOptions(workloadCommand, { collectionRequired: true })
+    .addOption(
+      new Option(
+        '--scenario <name>',
+        Object.values(SCENARIOS)
+          .map((s) => `${s.name}: ${s.description}`)
+          .join('; '),
+      )
+        .default('bank')
+        .env('WORKLOAD_SCENARIO'),
+    )
+    .addOption(
+      new Option('--ops <n>', 'stop after this many operations (default: run until stopped)').env(
+        'WORKLOAD_OPS',
+      ),
+    )
+    .addOption(
+      new Option('--duration <time>', 'stop after this long: 30s, 5m, 1h').env('WORKLOAD_DURATION'),
+    )
+    .addOption(
+      new Option(
+        '--rate <ops/s>',
+        'operations per second over all workers; 0 for as fast as possible',
+      )
+        .default('500')
+        .env('WORKLOAD_RATE'),
+    )
+    .addOption(
+      new Option('--concurrency <n>', 'parallel workers').default('4').env('WORKLOAD_CONCURRENCY'),
+    )
+    .addOption(
+      new Option(
+        '--mix <weights>',
+        'operation weights, e.g. insert=40,update=40,replace=10,delete=10 (default: per scenario)',
+      ).env('WORKLOAD_MIX'),
+    )
+    .addOption(
+      new Option('--seed <n>', 'seed: the same seed writes the same documents')
+        .default('42')
+        .env('WORKLOAD_SEED'),
+    )
+    .addOption(
+      new Option('--reset', 'drop and recreate the collection first').env('WORKLOAD_RESET'),
+    )
+    .addOption(
+      new Option('--init', "load the scenario's starting documents first").env('WORKLOAD_INIT'),
+    )
+    .action(async (options) => {
+      const summary = await dbWorkload(workloadSettings(options));
+      if (summary.errors > 0)
+        throw new RelayError(`${summary.errors} operations failed; first: ${summary.firstError}`);
+    });
+
+  const verifyCmd = program
+    .command('verify')
+    .description(
+      'compare a collection with its table, content and count; exit 1 with the differences listed',
+    );
+  sourceOptions(verifyCmd, { collectionRequired: true });
+  targetOptions(verifyCmd)
+    .addOption(new Option('--json', 'print the report as JSON'))
+    .addOption(
+      new Option(
+        '--wait <time>',
+        'keep checking this long while writes may be in flight, e.g. 30s',
+      ).env('VERIFY_WAIT'),
+    )
+    .action(async (options) => {
+      const report = await verifyCommand(verifySettings(options));
+      if (!report.ok) outcome.exitCode = 1;
+    });
+
   return program;
 }
 
 /** Runs the CLI; returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const outcome: Outcome = { exitCode: 0 };
+  const program = buildProgram(outcome);
   program.exitOverride();
   program.configureOutput({ writeErr: (text) => process.stderr.write(text) });
   try {
     await program.parseAsync(argv);
-    return 0;
+    return outcome.exitCode;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode;
     const message = redact(errorMessage(error));

@@ -5,6 +5,13 @@ import type { FullDocumentMode } from './mongo/source.js';
 import type { OnDrop, SnapshotMode } from './pipeline.js';
 import type { DialectName, ObjectPolicy } from './target/dialect.js';
 import { ConfigError } from './errors.js';
+import {
+  OPERATION_TYPES,
+  SCENARIOS,
+  type Mix,
+  type OperationType,
+  type Scenario,
+} from './workload/scenarios.js';
 
 export interface SourceSettings {
   mongodbUrl: string;
@@ -174,5 +181,115 @@ export function replaySettings(file: string, raw: Raw): ReplaySettings {
     onError: raw.onError as 'dlq' | 'fail',
     streamId: (raw.streamId as string | undefined) || `replay:${file}`,
     logLevel: raw.logLevel as RelaySettings['logLevel'],
+  };
+}
+
+export interface WorkloadSettings {
+  mongodbUrl: string;
+  database: string;
+  collection: string;
+  scenario: Scenario;
+  ops: number | null;
+  durationMs: number | null;
+  rate: number;
+  concurrency: number;
+  mix: Mix;
+  seed: number;
+  reset: boolean;
+  init: boolean;
+}
+
+/** `30s`, `5m`, `1h`, `500ms`, or plain seconds. */
+export function parseDuration(text: string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!match)
+    throw new ConfigError(`${flag} must be a duration such as 30s, 5m or 1h, not "${text}"`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[
+    (match[2] ?? 's') as 'ms' | 's' | 'm' | 'h'
+  ];
+  const ms = Number(match[1]) * unit;
+  if (ms <= 0) throw new ConfigError(`${flag} must be longer than zero, not "${text}"`);
+  return ms;
+}
+
+/** `insert=40,update=40,replace=10,delete=10`; types left out get 0. */
+export function parseMix(text: string): Mix {
+  const mix: Mix = { insert: 0, update: 0, replace: 0, delete: 0 };
+  for (const part of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const match = /^(insert|update|replace|delete)=(\d+)$/.exec(part);
+    if (!match) {
+      throw new ConfigError(
+        `--mix must be like insert=40,update=40,replace=10,delete=10, and "${part}" is not`,
+      );
+    }
+    mix[match[1] as OperationType] = Number(match[2]);
+  }
+  if (OPERATION_TYPES.every((t) => mix[t] === 0))
+    throw new ConfigError('--mix gives every operation type a weight of 0');
+  return mix;
+}
+
+export function workloadSettings(raw: Raw): WorkloadSettings {
+  const source = sourceSettings(raw);
+  if (source.collections?.length !== 1) {
+    throw new ConfigError(
+      '--collection (or MONGODB_COLLECTION) is required: the one collection the workload writes',
+    );
+  }
+  const scenarioName = String(raw.scenario);
+  const scenario = SCENARIOS[scenarioName];
+  if (!scenario) {
+    throw new ConfigError(
+      `--scenario must be one of ${Object.keys(SCENARIOS).join(', ')}, not "${scenarioName}"`,
+    );
+  }
+  if (raw.ops !== undefined && raw.duration !== undefined) {
+    throw new ConfigError('give --ops or --duration, not both');
+  }
+  const seed = Number(raw.seed);
+  if (!Number.isInteger(seed))
+    throw new ConfigError(`--seed must be a whole number, not "${String(raw.seed)}"`);
+  return {
+    mongodbUrl: source.mongodbUrl,
+    database: source.database,
+    collection: source.collections[0]!,
+    scenario,
+    ops: raw.ops === undefined ? null : positiveInt(raw, 'ops', '--ops'),
+    durationMs:
+      raw.duration === undefined ? null : parseDuration(String(raw.duration), '--duration'),
+    rate: nonNegativeInt(raw, 'rate', '--rate'),
+    concurrency: positiveInt(raw, 'concurrency', '--concurrency'),
+    mix: raw.mix === undefined ? scenario.defaultMix : parseMix(String(raw.mix)),
+    seed,
+    reset: raw.reset === true,
+    init: raw.init === true,
+  };
+}
+
+export interface VerifySettings extends TargetSettings {
+  mongodbUrl: string;
+  database: string;
+  collection: string;
+  json: boolean;
+  waitMs: number;
+}
+
+export function verifySettings(raw: Raw): VerifySettings {
+  const source = sourceSettings(raw);
+  if (source.collections?.length !== 1) {
+    throw new ConfigError(
+      '--collection (or MONGODB_COLLECTION) is required: the one collection to compare',
+    );
+  }
+  return {
+    ...targetSettings(raw),
+    mongodbUrl: source.mongodbUrl,
+    database: source.database,
+    collection: source.collections[0]!,
+    json: raw.json === true,
+    waitMs: raw.wait === undefined ? 0 : parseDuration(String(raw.wait), '--wait'),
   };
 }
