@@ -158,6 +158,12 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
         .env('ON_DROP'),
     )
     .addOption(
+      new Option(
+        '--metrics-port <port>',
+        'serve Prometheus /metrics and /healthz on this port',
+      ).env('METRICS_PORT'),
+    )
+    .addOption(
       new Option('--progress-interval <seconds>', 'seconds between progress lines on stderr')
         .default('5')
         .env('PROGRESS_INTERVAL'),

@@ -39,6 +39,8 @@ export interface RelaySettings extends SourceSettings, TargetSettings {
   streamId: string | null;
   progressIntervalMs: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Port of /metrics and /healthz; null: no HTTP server. */
+  metricsPort: number | null;
 }
 
 type Raw = Record<string, unknown>;
@@ -69,6 +71,14 @@ function nonNegativeInt(raw: Raw, key: string, flag: string): number {
     );
   }
   return value;
+}
+
+function port(value: unknown, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new ConfigError(`${flag} must be a TCP port (0 to 65535), not "${String(value)}"`);
+  }
+  return n;
 }
 
 /** `--filter`: a JSON (Extended JSON) array of pipeline stages, or a single stage. */
@@ -133,6 +143,7 @@ export function relaySettings(raw: Raw): RelaySettings {
     streamId: (raw.streamId as string | undefined) || null,
     progressIntervalMs: positiveInt(raw, 'progressInterval', '--progress-interval') * 1000,
     logLevel: raw.logLevel as RelaySettings['logLevel'],
+    metricsPort: raw.metricsPort === undefined ? null : port(raw.metricsPort, '--metrics-port'),
   };
 }
 

@@ -1,10 +1,11 @@
 // source -> convert -> fold -> write -> checkpoint. The initial snapshot first (when asked and
 // not done), then the change stream from the position noted before the copy, one batch read
 // while the previous one is written, so a slow target slows reading instead of growing a queue.
+import { sql } from 'kysely';
 import type { Document, MongoClient } from 'mongodb';
 import { convertEvent, type ControlEvent, type RowEvent } from './convert/event.js';
 import { foldBatch } from './convert/fold.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
 import { isTransientMongoError } from './mongo/errors.js';
 import { listCollections, snapshotBatches } from './mongo/snapshot.js';
@@ -16,6 +17,7 @@ import {
   type StreamPosition,
 } from './mongo/source.js';
 import { withRetry } from './retry.js';
+import { RelayMetrics, type Health } from './metrics.js';
 import { RelayStats, eventTimeMs } from './stats.js';
 import { classifyTargetError } from './target/errors.js';
 import type { Checkpoint, TargetWriter, WriteResult } from './target/writer.js';
@@ -34,8 +36,14 @@ interface SnapshotProgress {
   collections: Record<string, { lastId?: unknown; done?: boolean }>;
 }
 
+export type Side = 'target' | 'mongodb';
+
 export class Relay {
   readonly stats = new RelayStats();
+  readonly metrics = new RelayMetrics(this.stats);
+  /** Sides in an outage now (retrying), with when it started. */
+  private readonly outages = new Map<Side, number>();
+  private streamOpen = false;
   private collections: string[] = [];
   private checkpoint: Checkpoint = { position: null, snapshot: null, eventTime: null };
   private lastCheckpointAt = 0;
@@ -58,13 +66,60 @@ export class Relay {
     return `${this.phase} ${this.options.database}${this.options.collections ? `.${this.options.collections.join(',')}` : ''}`;
   }
 
+  /** Retry hooks that keep the outage state, metrics and health of one side. */
+  private retrying(side: Side) {
+    return {
+      onRetry: () => this.metrics.retries.inc({ side }),
+      onOutage: (state: 'start' | 'end', seconds: number) => {
+        if (state === 'start') {
+          this.outages.set(side, Date.now());
+          this.metrics.outages.inc({ side });
+        } else {
+          this.outages.delete(side);
+          this.metrics.outageSeconds.inc({ side }, seconds);
+        }
+      },
+    };
+  }
+
   private target<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     return withRetry(fn, {
       what: 'target',
       isTransient: (e) => classifyTargetError(e) === 'transient',
       log: this.log,
       signal,
+      ...this.retrying('target'),
     });
+  }
+
+  /**
+   * Healthy while the change stream is open (or the initial snapshot runs, before it opens),
+   * MongoDB is not in an outage, and the target answers a query within two seconds.
+   */
+  async health(): Promise<Health> {
+    const detail = { phase: this.phase, lagSeconds: this.stats.lagSeconds() };
+    for (const [side, since] of this.outages) {
+      return {
+        ok: false,
+        ...detail,
+        reason: `${side} unavailable for ${((Date.now() - since) / 1000).toFixed(1)}s`,
+      };
+    }
+    if (this.phase !== 'snapshot' && !this.streamOpen) {
+      return { ok: false, ...detail, reason: `change stream not open (${this.phase})` };
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('target did not answer within 2s')), 2000);
+    });
+    try {
+      await Promise.race([sql`SELECT 1`.execute(this.writer.db), timeout]);
+    } catch (error) {
+      return { ok: false, ...detail, reason: `target does not answer: ${errorMessage(error)}` };
+    } finally {
+      clearTimeout(timer);
+    }
+    return { ok: true, ...detail };
   }
 
   /** Runs until `signal` aborts (after the batch in flight is written) or a fatal error. */
@@ -111,6 +166,7 @@ export class Relay {
   private async saveCheckpoint(signal?: AbortSignal): Promise<void> {
     await this.target(() => this.writer.saveCheckpoint(this.writer.db, this.checkpoint), signal);
     this.lastCheckpointAt = Date.now();
+    this.stats.lastCheckpointMs = this.lastCheckpointAt;
   }
 
   // ---- snapshot ----------------------------------------------------------------------------
@@ -120,8 +176,15 @@ export class Relay {
     for (const collection of this.collections) {
       const state = (progress.collections[collection] ??= {});
       if (state.done) continue;
-      this.phase = `snapshot of`;
-      this.log.info(`copying ${this.options.database}.${collection}`, {
+      this.phase = 'snapshot';
+      const namespace = `${this.options.database}.${collection}`;
+      const estimate = await this.client
+        .db(this.options.database)
+        .collection(collection)
+        .estimatedDocumentCount();
+      this.metrics.snapshotEstimated.set({ namespace }, estimate);
+      this.log.info(`copying ${namespace}`, {
+        estimatedDocuments: estimate,
         resumingAfter: state.lastId === undefined ? null : String(state.lastId),
       });
       const batches = snapshotBatches(
@@ -148,6 +211,7 @@ export class Relay {
           signal,
         );
         this.stats.snapshotDocs += docs.length;
+        this.metrics.snapshotCopied.inc({ namespace }, docs.length);
         this.countDeadLetters(result);
       }
       state.done = true;
@@ -186,14 +250,22 @@ export class Relay {
           }
           try {
             const batch = await source.next();
+            this.streamOpen = true;
             this.lastReadPosition = batch.position ?? this.lastReadPosition;
             return batch;
           } catch (error) {
+            this.streamOpen = false;
             reopen = true;
             throw error;
           }
         },
-        { what: 'MongoDB', isTransient: isTransientMongoError, log: this.log, signal },
+        {
+          what: 'MongoDB',
+          isTransient: isTransientMongoError,
+          log: this.log,
+          signal,
+          ...this.retrying('mongodb'),
+        },
       );
     let pending: Promise<SourceBatch> | null = read();
     try {
@@ -204,13 +276,15 @@ export class Relay {
       }
     } finally {
       await pending?.catch(() => undefined);
+      this.streamOpen = false;
       await source.close();
     }
   }
 
   private async apply(batch: SourceBatch, signal: AbortSignal): Promise<void> {
     const { events, position } = batch;
-    this.stats.eventsRead += events.length;
+    this.stats.recordRead(events);
+    for (const event of events) this.metrics.eventsRead.inc(labelsOf(event));
     if (events.length === 0) {
       this.stats.caughtUp = true;
       const idleFor = Date.now() - this.lastCheckpointAt;
@@ -230,6 +304,7 @@ export class Relay {
       snapshot: null,
       eventTime: lastTime === null ? this.checkpoint.eventTime : new Date(lastTime),
     };
+    const started = process.hrtime.bigint();
     if (rows.length > 0) {
       const result = await this.target(
         () => this.writer.write(foldBatch(rows), control ? null : next),
@@ -243,7 +318,11 @@ export class Relay {
       await this.saveCheckpoint(signal);
     } else {
       this.lastCheckpointAt = Date.now();
+      this.stats.lastCheckpointMs = this.lastCheckpointAt;
     }
+    this.metrics.batchSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    this.metrics.batches.inc();
+    for (const event of events) this.metrics.eventsWritten.inc(labelsOf(event));
     this.stats.recordWritten(events);
   }
 
@@ -276,9 +355,18 @@ export class Relay {
     if (result.deadLetters.length === 0) return;
     this.stats.deadLetters += result.deadLetters.length;
     for (const letter of result.deadLetters) {
+      this.metrics.deadLetters.inc({ namespace: `${this.options.database}.${letter.collection}` });
       this.log.warn(
         `dead-lettered ${this.options.database}.${letter.collection} ${letter.oid}: ${letter.error}`,
       );
     }
   }
+}
+
+function labelsOf(event: Document): { operation: string; namespace: string } {
+  const ns = event.ns as { db?: string; coll?: string } | undefined;
+  return {
+    operation: String(event.operationType),
+    namespace: ns?.coll ? `${ns.db}.${ns.coll}` : (ns?.db ?? ''),
+  };
 }

@@ -12,6 +12,8 @@ export interface RetryOptions {
   maxDelayMs?: number;
   /** Called once when an outage starts and once when it ends. */
   onOutage?(state: 'start' | 'end', seconds: number): void;
+  /** Called before each retry. */
+  onRetry?(): void;
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -52,6 +54,7 @@ export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions):
         options.onOutage?.('start', 0);
       }
       await sleep(delay, options.signal);
+      options.onRetry?.();
       delay = Math.min(max, delay * 2);
     }
   }

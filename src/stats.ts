@@ -12,8 +12,24 @@ export class RelayStats {
   readonly byOperation: Record<string, number> = {};
   /** Source time (ms) of the last event written to the target. */
   lastWrittenEventMs: number | null = null;
+  /** Source time (ms) of the last event read from MongoDB. */
+  lastReadEventMs: number | null = null;
+  /** When the checkpoint was last stored (ms). */
+  lastCheckpointMs: number | null = null;
   /** The last read found no new events and everything before was written: no lag. */
   caughtUp = false;
+
+  recordRead(events: Document[]): void {
+    this.eventsRead += events.length;
+    const last = events.at(-1);
+    if (last) this.lastReadEventMs = eventTimeMs(last) ?? this.lastReadEventMs;
+  }
+
+  /** Seconds between now and the source time of the last event read; 0 when caught up. */
+  readLagSeconds(now = Date.now()): number | null {
+    if (this.caughtUp) return 0;
+    return this.lastReadEventMs === null ? null : Math.max(0, (now - this.lastReadEventMs) / 1000);
+  }
 
   recordWritten(events: Document[]): void {
     this.caughtUp = false;

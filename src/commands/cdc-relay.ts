@@ -1,7 +1,9 @@
 // `relay cdc-relay`: keep target tables in step with MongoDB collections until stopped.
 import type { RelaySettings } from '../config.js';
 import { defaultStreamId } from '../config.js';
+import { ConfigError, errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
+import { serveMetrics } from '../metrics.js';
 import { connectMongo } from '../mongo/connect.js';
 import { Relay } from '../pipeline.js';
 import { startProgress } from '../stats.js';
@@ -74,8 +76,21 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
     settings.progressIntervalMs,
   );
   log.info(`relay ${streamId}: ${target.dialect.name} target, schema ${schema}`);
-  run.onStart?.(relay);
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | null = null;
   try {
+    if (settings.metricsPort !== null) {
+      metricsServer = await serveMetrics(
+        relay.metrics,
+        () => relay.health(),
+        settings.metricsPort,
+      ).catch((error: unknown) => {
+        throw new ConfigError(
+          `--metrics-port ${settings.metricsPort} cannot be used: ${errorMessage(error)}`,
+        );
+      });
+      log.info(`metrics on http://0.0.0.0:${metricsServer.port}/metrics, health on /healthz`);
+    }
+    run.onStart?.(relay);
     await relay.run(controller.signal);
     log.info(
       `stopped; ${relay.stats.eventsWritten} events and ${relay.stats.snapshotDocs} snapshot documents written`,
@@ -83,6 +98,7 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
     return relay;
   } finally {
     stopProgress();
+    await metricsServer?.close();
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
     await client.close().catch(() => {});
