@@ -1,6 +1,6 @@
 // Commander wiring only: options (each with its environment twin; flags win) and which command
 // function runs. Behaviour lives in src/commands/, validation in src/config.ts.
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { cdcRelay } from './commands/cdc-relay.js';
 import { dbWorkload } from './commands/db-workload.js';
 import { verifyCommand } from './commands/verify.js';
@@ -22,8 +22,23 @@ const collect = (value: string, previous: string[] = []) => [
   ...value.split(',').map((v) => v.trim()),
 ];
 
-function sourceOptions(command: Command, { collectionRequired = false } = {}): Command {
-  return command
+/**
+ * A switch whose environment twin is read by value: commander would turn any defined variable
+ * into true, so WORKLOAD_RESET=false would reset. `--reset` alone is true.
+ */
+function switchOption(flags: string, description: string, env: string): Option {
+  return new Option(`${flags} [yes|no]`, description).env(env).argParser((value: string) => {
+    if (/^(1|true|yes|on)$/i.test(value)) return true;
+    if (/^(0|false|no|off|)$/i.test(value)) return false;
+    throw new InvalidArgumentError(`expected yes/no, true/false, 1/0 or on/off, not "${value}"`);
+  });
+}
+
+function sourceOptions(
+  command: Command,
+  { collectionRequired = false, filter = true } = {},
+): Command {
+  command
     .addOption(
       new Option('--mongodb-url <url>', 'MongoDB connection string (a replica set)').env(
         'MONGODB_URL',
@@ -34,18 +49,21 @@ function sourceOptions(command: Command, { collectionRequired = false } = {}): C
       new Option(
         '--collection <name>',
         collectionRequired
-          ? 'source collection (repeatable)'
+          ? 'source collection'
           : 'source collection (repeatable; omit for the whole database)',
       )
         .env('MONGODB_COLLECTION')
         .argParser(collect),
-    )
-    .addOption(
+    );
+  if (filter) {
+    command.addOption(
       new Option(
         '--filter <json>',
         'change-stream pipeline stages appended to the relay’s own, as JSON',
       ).env('CHANGE_STREAM_FILTER'),
     );
+  }
+  return command;
 }
 
 function targetOptions(command: Command): Command {
@@ -220,7 +238,7 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
     .description(
       'seeded, rate-limited inserts, updates, replaces and deletes on one collection, to exercise the relay',
     );
-  sourceOptions(workloadCommand, { collectionRequired: true })
+  sourceOptions(workloadCommand, { collectionRequired: true, filter: false })
     .addOption(
       new Option(
         '--scenario <name>',
@@ -261,11 +279,13 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
         .default('42')
         .env('WORKLOAD_SEED'),
     )
+    .addOption(switchOption('--reset', 'drop and recreate the collection first', 'WORKLOAD_RESET'))
     .addOption(
-      new Option('--reset', 'drop and recreate the collection first').env('WORKLOAD_RESET'),
-    )
-    .addOption(
-      new Option('--init', "load the scenario's starting documents first").env('WORKLOAD_INIT'),
+      switchOption(
+        '--init',
+        "load the scenario's starting documents first (again: adds none twice)",
+        'WORKLOAD_INIT',
+      ),
     )
     .action(async (options) => {
       const summary = await dbWorkload(workloadSettings(options));
@@ -278,9 +298,9 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
     .description(
       'compare a collection with its table, content and count; exit 1 with the differences listed',
     );
-  sourceOptions(verifyCmd, { collectionRequired: true });
+  sourceOptions(verifyCmd, { collectionRequired: true, filter: false });
   targetOptions(verifyCmd)
-    .addOption(new Option('--json', 'print the report as JSON'))
+    .addOption(switchOption('--json', 'print the report as JSON', 'VERIFY_JSON'))
     .addOption(
       new Option(
         '--wait <time>',

@@ -2,7 +2,13 @@
 // race and a seed reproduces the same documents), a shared schedule that holds the requested
 // rate, and the driver's bulk API for the operations that are due together.
 import { Faker, base, en } from '@faker-js/faker';
-import type { Collection, Document, Filter, MongoClient } from 'mongodb';
+import {
+  MongoBulkWriteError,
+  type Collection,
+  type Document,
+  type Filter,
+  type MongoClient,
+} from 'mongodb';
 import { errorMessage } from '../errors.js';
 import { oidOf } from '../convert/value.js';
 import {
@@ -281,7 +287,10 @@ function appliedBefore(error: unknown): number {
   return list.length ? Math.min(...list.map((e) => e.index)) : 0;
 }
 
-/** --init: the scenario's starting documents, in bulk inserts. */
+/**
+ * --init: the scenario's starting documents, in bulk inserts. Their ids come from the seed, so a
+ * second --init (a restarted container) finds them there and adds none twice.
+ */
 async function initialize(
   collection: Collection<Document>,
   options: WorkloadOptions,
@@ -294,8 +303,17 @@ async function initialize(
     const docs = Array.from({ length: end - start }, (_, k) =>
       options.scenario.initialDocument(faker, start + k),
     );
-    const result = await collection.insertMany(docs, { ordered: false });
-    inserted += result.insertedCount;
+    try {
+      inserted += (await collection.insertMany(docs, { ordered: false })).insertedCount;
+    } catch (error) {
+      if (!(error instanceof MongoBulkWriteError) || !onlyDuplicates(error)) throw error;
+      inserted += error.result.insertedCount;
+    }
   }
   return inserted;
+}
+
+function onlyDuplicates(error: MongoBulkWriteError): boolean {
+  const writeErrors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
+  return writeErrors.every((e) => e.code === 11000);
 }
