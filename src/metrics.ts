@@ -2,7 +2,7 @@
 // per relay, so several relays in one process (tests) never mix their numbers.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, Summary, collectDefaultMetrics } from 'prom-client';
 import type { RelayStats } from './stats.js';
 
 export class RelayMetrics {
@@ -30,6 +30,33 @@ export class RelayMetrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
+  readonly eventLatency = new Summary({
+    name: 'relay_event_latency_seconds',
+    help: "End-to-end latency: commit time of an event's batch minus the event's wallTime (last 10 minutes)",
+    percentiles: [0.5, 0.95, 0.99],
+    maxAgeSeconds: 600,
+    ageBuckets: 5,
+    registers: [this.registry],
+  });
+  readonly eventLatencyMax = new Gauge({
+    name: 'relay_event_latency_max_seconds',
+    help: 'Largest end-to-end latency seen since start',
+    registers: [this.registry],
+  });
+  private latencyMax = 0;
+
+  /** Records the latency of each event of a batch committed at `committedMs`. */
+  observeLatency(wallTimesMs: number[], committedMs: number): void {
+    for (const wallTime of wallTimesMs) {
+      const seconds = Math.max(0, (committedMs - wallTime) / 1000);
+      this.eventLatency.observe(seconds);
+      if (seconds > this.latencyMax) {
+        this.latencyMax = seconds;
+        this.eventLatencyMax.set(seconds);
+      }
+    }
+  }
+
   readonly snapshotCopied = new Counter({
     name: 'relay_snapshot_documents_copied_total',
     help: 'Documents copied by the initial snapshot',

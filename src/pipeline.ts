@@ -321,6 +321,11 @@ export class Relay {
       this.stats.lastCheckpointMs = this.lastCheckpointAt;
     }
     this.metrics.batchSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    const committed = Date.now();
+    this.metrics.observeLatency(
+      events.filter((e) => e.wallTime instanceof Date).map((e) => (e.wallTime as Date).getTime()),
+      committed,
+    );
     this.metrics.batches.inc();
     for (const event of events) this.metrics.eventsWritten.inc(labelsOf(event));
     this.stats.recordWritten(events);

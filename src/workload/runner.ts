@@ -108,7 +108,7 @@ class Worker {
     switch (type) {
       case 'insert': {
         const doc = this.scenario.newDocument(this.ctx, (id) => this.taken.has(oidOf(id)));
-        this.track(pick(doc, this.scenario.trackedFields));
+        this.track({ _id: doc._id, ...trackedValues(doc, this.scenario.trackedFields) });
         return { type, model: { insertOne: { document: doc } } };
       }
       case 'update': {
@@ -123,11 +123,9 @@ class Worker {
       case 'replace': {
         const doc = this.anyDoc();
         const replacement = this.scenario.replacement(this.ctx, doc);
-        Object.assign(doc, pick(replacement, this.scenario.trackedFields));
-        return {
-          type,
-          model: { replaceOne: { filter: { _id: doc._id } as Filter<Document>, replacement } },
-        };
+        const model = { replaceOne: { filter: { _id: doc._id } as Filter<Document>, replacement } };
+        Object.assign(doc, trackedValues(replacement, this.scenario.trackedFields));
+        return { type, model };
       }
       case 'delete': {
         const doc = this.scenario.pickDelete?.(this.ctx, this.docs) ?? this.anyDoc();
@@ -138,8 +136,9 @@ class Worker {
   }
 }
 
-function pick(doc: Document, fields: Document): Tracked {
-  const out: Tracked = { _id: doc._id };
+/** The fields of `doc` the scenario keeps track of (never `_id`, which a replacement lacks). */
+function trackedValues(doc: Document, fields: Document): Document {
+  const out: Document = {};
   for (const field of Object.keys(fields)) if (field in doc) out[field] = doc[field];
   return out;
 }

@@ -233,7 +233,11 @@ const sensor: Scenario = {
     reading(ctx.faker, EPOCH + 86_400_000 + (ctx.sequence++ * ctx.workers + ctx.worker) * 100),
   update: (ctx) => {
     const offset = ctx.faker.number.float({ min: -0.5, max: 0.5, fractionDigits: 2 });
-    return { update: { $set: { calibrated: true, offset } }, apply: () => {} };
+    // The counter makes every update a change (MongoDB reports no event for a no-op update).
+    return {
+      update: { $set: { calibrated: true, offset }, $inc: { calibrations: 1 } },
+      apply: () => {},
+    };
   },
   replacement: (ctx) => {
     const { _id: _drop, ...fresh } = reading(ctx.faker, EPOCH);

@@ -71,6 +71,9 @@ describe('db-workload', () => {
     async (scenario) => {
       const database = mongo.database(scenario);
       const runs = [];
+      // Every operation the summary counts must reach the change stream as one event.
+      const stream = client.db(database).collection('a').watch([], { maxAwaitTimeMS: 200 });
+      await stream.tryNext();
       for (const collection of ['a', 'b']) {
         const result = await workload(
           database,
@@ -78,7 +81,7 @@ describe('db-workload', () => {
           '--scenario',
           scenario,
           '--ops',
-          '400',
+          '1500',
           '--rate',
           '0',
           '--concurrency',
@@ -91,6 +94,11 @@ describe('db-workload', () => {
         expect(result.code, result.stderr).toBe(0);
         runs.push(result.stderr);
       }
+      const seen: Record<string, number> = {};
+      for (let event = await stream.tryNext(); event; event = await stream.tryNext()) {
+        seen[event.operationType] = (seen[event.operationType] ?? 0) + 1;
+      }
+      await stream.close();
       const summary =
         /loaded (\d+) starting documents; (\d+) operations .*: insert (\d+), update (\d+), replace (\d+), delete (\d+); errors 0/.exec(
           runs[0]!,
@@ -98,7 +106,11 @@ describe('db-workload', () => {
       expect(summary, runs[0]).not.toBeNull();
       const [, loaded, total, inserts, updates, replaces, deletes] = summary!.map(Number);
       expect(inserts! + updates! + replaces! + deletes!).toBe(total);
-      expect(total).toBe(400);
+      expect(total).toBe(1500);
+      expect(seen.insert ?? 0).toBe(loaded! + inserts!);
+      expect(seen.update ?? 0).toBe(updates);
+      expect(seen.replace ?? 0).toBe(replaces);
+      expect(seen.delete ?? 0).toBe(deletes);
       expect(await client.db(database).collection('a').countDocuments()).toBe(
         loaded! + inserts! - deletes!,
       );

@@ -1,0 +1,232 @@
+// Backlog throughput: N events written while the relay is stopped, then the time the relay takes
+// to catch up (checked with verify), against the target's own ceiling (the same final rows
+// upserted straight into a table in 1000-row statements) and the per-event baseline
+// (--batch-size 1, one statement per event, as simple relays do).
+import { foldBatch } from '../src/convert/fold.js';
+import type { RowEvent } from '../src/convert/event.js';
+import { connectTarget } from '../src/target/connect.js';
+import { TargetWriter } from '../src/target/writer.js';
+import {
+  emit,
+  log,
+  machine,
+  quick,
+  round,
+  runRelay,
+  startHarness,
+  startRelay,
+  startTarget,
+  total,
+  waitUntil,
+  type Harness,
+  type Target,
+} from './lib.js';
+
+const events = Number(process.env.BENCH_EVENTS ?? (quick ? 20_000 : 200_000));
+const baselineSeconds = quick ? 5 : 15;
+const database = 'bench';
+
+function source(harness: Harness, target: Target, schema: string, ...extra: string[]): string[] {
+  return [
+    '--mongodb-url',
+    harness.url,
+    '--database',
+    database,
+    '--target-url',
+    target.url,
+    '--schema',
+    schema,
+    ...extra,
+  ];
+}
+
+/** Starts a relay once so its checkpoint holds the current position, then stops it. */
+async function notePosition(args: string[], target: Target, streamId: string): Promise<void> {
+  const relay = await startRelay(args);
+  await waitUntil(
+    async () =>
+      (
+        await target
+          .query(
+            `SELECT 1 FROM "${args[args.indexOf('--schema') + 1]}".relay_checkpoints WHERE stream_id = $1`,
+            [streamId],
+          )
+          .catch(() => [])
+      ).length > 0,
+    `checkpoint of ${streamId}`,
+    30_000,
+  );
+  await relay.stop();
+}
+
+/** The target's ceiling: the same rows, upserted in 1000-row statements, no MongoDB involved. */
+async function ceiling(
+  target: Target,
+  tables: string[],
+): Promise<{ rows: number; seconds: number }> {
+  const connection = await connectTarget(target.url, 'auto');
+  try {
+    const writer = new TargetWriter(connection.db, connection.dialect, {
+      schema: target.schema,
+      streamId: 'ceiling',
+      onError: 'fail',
+      objectPolicy: 'dynamic',
+      tableFor: (collection) => `ceiling_${collection}`,
+    });
+    let rows = 0;
+    let seconds = 0;
+    for (const table of tables) {
+      await writer.prepare([table]);
+      const data = await target.query<{ oid: string; data: string }>(
+        `SELECT oid, data::text AS data FROM "${target.schema}"."${table}"`,
+      );
+      const rowEvents: RowEvent[] = data.map((r) => ({
+        type: 'row',
+        collection: table,
+        oid: r.oid,
+        change: { kind: 'upsert', data: JSON.parse(r.data) },
+        event: {},
+      }));
+      const started = process.hrtime.bigint();
+      for (let i = 0; i < rowEvents.length; i += 1000)
+        await writer.write(foldBatch(rowEvents.slice(i, i + 1000)), null);
+      seconds += Number(process.hrtime.bigint() - started) / 1e9;
+      rows += rowEvents.length;
+    }
+    return { rows, seconds };
+  } finally {
+    await connection.close();
+  }
+}
+
+async function main(): Promise<void> {
+  log(`backlog: ${events} events on ${machine()}`);
+  const harness = await startHarness();
+  const target = await startTarget();
+  const baselineSchema = `${target.schema}_base`;
+  try {
+    if (!process.env.BENCH_TARGET_URL)
+      await target.query(`CREATE SCHEMA IF NOT EXISTS "${baselineSchema}"`);
+    const relayArgs = source(
+      harness,
+      target,
+      target.schema,
+      '--snapshot',
+      'never',
+      '--stream-id',
+      'bench-relay',
+    );
+    const baselineArgs = source(
+      harness,
+      target,
+      baselineSchema,
+      '--snapshot',
+      'never',
+      '--stream-id',
+      'bench-baseline',
+      '--batch-size',
+      '1',
+    );
+    await notePosition(relayArgs, target, 'bench-relay');
+    await notePosition(baselineArgs, target, 'bench-baseline');
+
+    // The backlog: the ticker and bank scenarios, half the operations each, starting data included.
+    const started = Date.now();
+    let written = 0;
+    for (const [scenario, collection] of [
+      ['ticker', 'ticker'],
+      ['bank', 'accounts'],
+    ] as const) {
+      const out = await runRelay([
+        'db-workload',
+        '--mongodb-url',
+        harness.url,
+        '--database',
+        database,
+        '--collection',
+        collection,
+        '--scenario',
+        scenario,
+        '--init',
+        '--ops',
+        String(events / 2),
+        '--rate',
+        '0',
+        '--concurrency',
+        '4',
+      ]);
+      const summary = /loaded (\d+) starting documents; (\d+) operations/.exec(out);
+      written += Number(summary?.[1] ?? 0) + Number(summary?.[2] ?? 0);
+      log(out.trim().split('\n').at(-1)!);
+    }
+    log(`backlog of ${written} events written in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+
+    const relayStart = process.hrtime.bigint();
+    const relay = await startRelay(relayArgs);
+    await waitUntil(
+      async () => total(await relay.metrics(), 'relay_events_written_total') >= written,
+      'catch-up',
+      30 * 60_000,
+    );
+    const relaySeconds = Number(process.hrtime.bigint() - relayStart) / 1e9;
+    const peakRss = relay.peakRssMb();
+    await relay.stop();
+    const relayRate = written / relaySeconds;
+    log(
+      `relay caught up with ${written} events in ${relaySeconds.toFixed(1)}s: ${relayRate.toFixed(0)} events/s, peak RSS ${peakRss.toFixed(0)} MB`,
+    );
+
+    for (const collection of ['ticker', 'accounts']) {
+      log(
+        (
+          await runRelay([
+            'verify',
+            '--mongodb-url',
+            harness.url,
+            '--database',
+            database,
+            '--collection',
+            collection,
+            '--target-url',
+            target.url,
+            '--schema',
+            target.schema,
+          ])
+        ).trim(),
+      );
+    }
+
+    const limit = await ceiling(target, ['ticker', 'accounts']);
+    const ceilingRate = limit.rows / limit.seconds;
+    log(
+      `ceiling: ${limit.rows} rows upserted in ${limit.seconds.toFixed(1)}s: ${ceilingRate.toFixed(0)} rows/s`,
+    );
+
+    const baseline = await startRelay(baselineArgs);
+    await new Promise((r) => setTimeout(r, baselineSeconds * 1000));
+    const baselineEvents = total(await baseline.metrics(), 'relay_events_written_total');
+    const baselineElapsed = Number(process.hrtime.bigint() - relayStart) / 1e9 - relaySeconds;
+    await baseline.stop();
+    const baselineRate = baselineEvents / Math.min(baselineElapsed, baselineSeconds + 60);
+    log(
+      `baseline (--batch-size 1): ${baselineEvents} events in about ${baselineSeconds}s: ${baselineRate.toFixed(0)} events/s`,
+    );
+
+    emit({
+      bench: 'backlog',
+      events: written,
+      relay_events_per_s: round(relayRate, 0),
+      relay_seconds: round(relaySeconds),
+      ceiling_rows_per_s: round(ceilingRate, 0),
+      baseline_events_per_s: round(baselineRate, 0),
+      ratio_to_ceiling: round(relayRate / ceilingRate, 2),
+      ratio_to_baseline: round(relayRate / baselineRate, 1),
+      peak_rss_mb: round(peakRss, 0),
+    });
+  } finally {
+    await target.stop();
+    await harness.stop();
+  }
+}
+
+await main();

@@ -1,0 +1,238 @@
+// Shared pieces of the benchmarks: the harness MongoDB in its own process, a target (embedded
+// PostgreSQL or BENCH_TARGET_URL), the relay as a child process with its metrics scraped and its
+// memory sampled, and the results file.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import readline from 'node:readline';
+import pg from 'pg';
+import { PostgresServer, freePort } from '../test/support/postgres.js';
+
+export const quick = process.argv.includes('--quick');
+
+// Whatever happens to a benchmark, none of its child processes outlives it.
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+export function log(line: string): void {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+}
+
+export interface Harness {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** The MongoDB harness as its own process, so its CPU is not the relay's. */
+export async function startHarness(): Promise<Harness> {
+  const port = await freePort();
+  const child = track(
+    spawn(
+      process.execPath,
+      ['--import', 'tsx', 'test/support/mongo/standalone.ts', '--port', String(port)],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    ),
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines = readline.createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      const match = /^ready (\S+)$/.exec(line);
+      if (match) resolve(match[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`harness exited with ${code}`)));
+  });
+  return { url, stop: () => stopProcess(child) };
+}
+
+export interface Target {
+  url: string;
+  schema: string;
+  query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
+  stop(): Promise<void>;
+}
+
+/** BENCH_TARGET_URL (a real CrateDB or PostgreSQL), or a fresh embedded PostgreSQL. */
+export async function startTarget(): Promise<Target> {
+  const external = process.env.BENCH_TARGET_URL;
+  const server = external ? null : await PostgresServer.start();
+  const url = external ?? server!.url();
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const crate = /crate/i.test((await client.query('SELECT version() AS v')).rows[0].v);
+  const schema = external ? `bench_${Date.now().toString(36)}` : 'public';
+  return {
+    url,
+    schema,
+    query: async (text, params = []) => (await client.query(text, params)).rows,
+    stop: async () => {
+      if (external) {
+        const tables = await client.query(
+          'SELECT table_name FROM information_schema.tables WHERE table_schema = $1',
+          [schema],
+        );
+        for (const t of tables.rows)
+          await client.query(`DROP TABLE IF EXISTS "${schema}"."${t.table_name}"`);
+        if (!crate) await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      }
+      await client.end();
+      await server?.stop();
+    },
+  };
+}
+
+export function stopProcess(
+  child: ChildProcess,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill(signal);
+  });
+}
+
+/** `relay <args>` from the build (run `npm run build` first), output kept for errors. */
+export function relayProcess(args: string[]): {
+  child: ChildProcess;
+  output(): string;
+  exited: Promise<number | null>;
+} {
+  const child = track(
+    spawn(process.execPath, ['bin/relay.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
+  );
+  let output = '';
+  child.stdout!.on('data', (d) => (output = (output + d).slice(-20_000)));
+  child.stderr!.on('data', (d) => (output = (output + d).slice(-20_000)));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output: () => output, exited };
+}
+
+/** Runs `relay <args>` to its end; throws with its output when it fails. */
+export async function runRelay(args: string[]): Promise<string> {
+  const run = relayProcess(args);
+  const code = await run.exited;
+  if (code !== 0) throw new Error(`relay ${args[0]} exited ${code}:\n${run.output()}`);
+  return run.output();
+}
+
+export interface RunningRelay {
+  child: ChildProcess;
+  metricsPort: number;
+  /** Peak resident memory of the relay process so far, in MB (VmHWM, sampled). */
+  peakRssMb(): number;
+  /** RSS samples over the run, in MB. */
+  rssSamples: number[];
+  metrics(): Promise<Map<string, number>>;
+  stop(): Promise<void>;
+}
+
+function statusField(pid: number, field: string): number | null {
+  try {
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(
+      fs.readFileSync(`/proc/${pid}/status`, 'utf8'),
+    );
+    return match ? Number(match[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** `relay cdc-relay <args>` with a metrics port, sampling its memory every 100 ms. */
+export async function startRelay(args: string[]): Promise<RunningRelay> {
+  const metricsPort = await freePort();
+  const run = relayProcess([
+    'cdc-relay',
+    ...args,
+    '--metrics-port',
+    String(metricsPort),
+    '--log-level',
+    'warn',
+  ]);
+  const pid = run.child.pid!;
+  const rssSamples: number[] = [];
+  let peak = 0;
+  const sampler = setInterval(() => {
+    const rss = statusField(pid, 'VmRSS');
+    const hwm = statusField(pid, 'VmHWM');
+    if (rss !== null) rssSamples.push(rss);
+    if (hwm !== null) peak = Math.max(peak, hwm);
+  }, 100);
+  const metrics = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const values = new Map<string, number>();
+    for (const line of text.split('\n')) {
+      if (!line || line.startsWith('#')) continue;
+      const at = line.lastIndexOf(' ');
+      const name = line.slice(0, at);
+      values.set(name, Number(line.slice(at + 1)));
+    }
+    return values;
+  };
+  // Ready when /metrics answers.
+  for (let i = 0; ; i++) {
+    if (run.child.exitCode !== null)
+      throw new Error(`relay exited ${run.child.exitCode}:\n${run.output()}`);
+    try {
+      await metrics();
+      break;
+    } catch {
+      if (i > 300) throw new Error(`relay metrics never answered:\n${run.output()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return {
+    child: run.child,
+    metricsPort,
+    peakRssMb: () => Math.max(peak, statusField(pid, 'VmHWM') ?? 0),
+    rssSamples,
+    metrics,
+    stop: async () => {
+      clearInterval(sampler);
+      peak = Math.max(peak, statusField(pid, 'VmHWM') ?? 0);
+      await stopProcess(run.child);
+    },
+  };
+}
+
+/** Sum of a metric over all its label sets. */
+export function total(metrics: Map<string, number>, name: string): number {
+  let sum = 0;
+  for (const [key, value] of metrics) if (key === name || key.startsWith(`${name}{`)) sum += value;
+  return sum;
+}
+
+export async function waitUntil(
+  check: () => Promise<boolean>,
+  what: string,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export function machine(): string {
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  return `${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`;
+}
+
+/** Prints the result as the last line (JSON) for bench/run.ts. */
+export function emit(result: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+export function round(n: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
