@@ -6,6 +6,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import readline from 'node:readline';
 import pg from 'pg';
+import type { RowEvent } from '../src/convert/event.js';
+import { foldBatch } from '../src/convert/fold.js';
+import { connectTarget } from '../src/target/connect.js';
+import { TargetWriter } from '../src/target/writer.js';
 import { PostgresServer, freePort } from '../test/support/postgres.js';
 
 export const quick = process.argv.includes('--quick');
@@ -235,4 +239,85 @@ export function emit(result: Record<string, unknown>): void {
 export function round(n: number, digits = 1): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;
+}
+
+/** The target's ceiling: the same rows, upserted in 1000-row statements, no MongoDB involved. */
+export async function ceiling(
+  target: Target,
+  tables: string[],
+): Promise<{ rows: number; seconds: number }> {
+  const connection = await connectTarget(target.url, 'auto');
+  try {
+    const writer = new TargetWriter(connection.db, connection.dialect, {
+      schema: target.schema,
+      streamId: 'ceiling',
+      onError: 'fail',
+      objectPolicy: 'dynamic',
+      tableFor: (collection) => `ceiling_${collection}`,
+    });
+    let rows = 0;
+    let seconds = 0;
+    for (const table of tables) {
+      await writer.prepare([table]);
+      const data = await target.query<{ oid: string; data: string }>(
+        `SELECT oid, data::text AS data FROM "${target.schema}"."${table}"`,
+      );
+      const rowEvents: RowEvent[] = data.map((r) => ({
+        type: 'row',
+        collection: table,
+        oid: r.oid,
+        change: { kind: 'upsert', data: JSON.parse(r.data) },
+        event: {},
+      }));
+      const started = process.hrtime.bigint();
+      for (let i = 0; i < rowEvents.length; i += 1000)
+        await writer.write(foldBatch(rowEvents.slice(i, i + 1000)), null);
+      seconds += Number(process.hrtime.bigint() - started) / 1e9;
+      rows += rowEvents.length;
+    }
+    return { rows, seconds };
+  } finally {
+    await connection.close();
+  }
+}
+
+/**
+ * A TCP proxy in front of the target that holds every chunk from the client for `delayMs`
+ * (order kept): a slow target, whatever its kind. Returns the URL to use instead.
+ */
+export async function slowProxy(
+  url: string,
+  delayMs: number,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const { default: net } = await import('node:net');
+  const upstream = new URL(url);
+  const sockets = new Set<import('node:net').Socket>();
+  const server = net.createServer((client) => {
+    const backend = net.connect(Number(upstream.port || 5432), upstream.hostname);
+    sockets.add(client).add(backend);
+    let chain = Promise.resolve();
+    client.on('data', (chunk) => {
+      chain = chain
+        .then(() => new Promise((r) => setTimeout(r, delayMs)))
+        .then(() => void backend.write(chunk));
+    });
+    backend.pipe(client);
+    const close = () => {
+      client.destroy();
+      backend.destroy();
+    };
+    client.on('error', close).on('close', close);
+    backend.on('error', close).on('close', close);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const proxied = new URL(url);
+  proxied.hostname = '127.0.0.1';
+  proxied.port = String((server.address() as import('node:net').AddressInfo).port);
+  return {
+    url: proxied.toString(),
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
 }

@@ -1,13 +1,11 @@
 // Commander wiring only: options (each with its environment twin; flags win) and which command
-// function runs. Behaviour lives in src/commands/, validation in src/config.ts.
+// function runs. Command modules load when their command runs, so the relay never loads faker. Behaviour lives in src/commands/, validation in src/config.ts.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { cdcRelay } from './commands/cdc-relay.js';
-import { dbWorkload } from './commands/db-workload.js';
-import { verifyCommand } from './commands/verify.js';
-import { replay } from './commands/replay.js';
-import { tail } from './commands/tail.js';
+import { applyConfigFile } from './config-file.js';
 import {
+  deadLetterSettings,
   relaySettings,
+  statusSettings,
   replaySettings,
   tailSettings,
   verifySettings,
@@ -187,6 +185,7 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
         .env('PROGRESS_INTERVAL'),
     )
     .action(async (options) => {
+      const { cdcRelay } = await import('./commands/cdc-relay.js');
       await cdcRelay(relaySettings(options));
     });
 
@@ -220,7 +219,10 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
         .env('FULL_DOCUMENT'),
     )
     .addOption(new Option('--limit <n>', 'stop after this many events').env('TAIL_LIMIT'))
-    .action(async (options) => tail(tailSettings(options)));
+    .action(async (options) => {
+      const { tail } = await import('./commands/tail.js');
+      await tail(tailSettings(options));
+    });
 
   const replayCommand = program
     .command('replay')
@@ -230,6 +232,7 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
     .argument('<file>', 'JSON-lines file of change events; - for standard input');
   targetOptions(replayCommand);
   batchOptions(replayCommand).action(async (file: string, options) => {
+    const { replay } = await import('./commands/replay.js');
     await replay(replaySettings(file, options));
   });
 
@@ -288,6 +291,7 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
       ),
     )
     .action(async (options) => {
+      const { dbWorkload } = await import('./commands/db-workload.js');
       const summary = await dbWorkload(workloadSettings(options));
       if (summary.errors > 0)
         throw new RelayError(`${summary.errors} operations failed; first: ${summary.firstError}`);
@@ -308,9 +312,63 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
       ).env('VERIFY_WAIT'),
     )
     .action(async (options) => {
+      const { verifyCommand } = await import('./commands/verify.js');
       const report = await verifyCommand(verifySettings(options));
       if (!report.ok) outcome.exitCode = 1;
     });
+
+  const statusCommand = program
+    .command('status')
+    .description(
+      "each stream's checkpoint (position, last event, age), dead letters and table rows, read from the target",
+    );
+  targetOptions(statusCommand)
+    .addOption(switchOption('--json', 'print the report as JSON', 'STATUS_JSON'))
+    .action(async (options) => {
+      const { status } = await import('./commands/status.js');
+      await status(statusSettings(options));
+    });
+
+  const deadLetterCommand = program
+    .command('dead-letters')
+    .description(
+      'list the rows the target refused, re-apply them once the cause is fixed, or purge them',
+    )
+    .argument('<action>', 'list, retry or purge');
+  targetOptions(deadLetterCommand)
+    .addOption(new Option('--stream-id <id>', 'only this stream').env('STREAM_ID'))
+    .addOption(
+      new Option('--ns <db.collection>', 'only events of this namespace').env('DEAD_LETTER_NS'),
+    )
+    .addOption(
+      new Option('--id <id>', 'only these dead letters (repeatable)')
+        .argParser(collect)
+        .env('DEAD_LETTER_IDS'),
+    )
+    .addOption(
+      switchOption('--all', 'purge: every dead letter (otherwise name them)', 'DEAD_LETTER_ALL'),
+    )
+    .addOption(
+      new Option('--limit <n>', 'at most this many (list: 100 by default)').env(
+        'DEAD_LETTER_LIMIT',
+      ),
+    )
+    .addOption(switchOption('--json', 'JSON lines', 'DEAD_LETTER_JSON'))
+    .action(async (action: string, options) => {
+      const { deadLetters } = await import('./commands/dead-letters.js');
+      const result = await deadLetters(deadLetterSettings(action, options));
+      if ('failed' in result && result.failed.length > 0) outcome.exitCode = 1;
+    });
+
+  for (const command of program.commands) {
+    command.addOption(
+      new Option(
+        '--config <file>',
+        'JSON file of option values (flags and environment variables win)',
+      ).env('RELAY_CONFIG'),
+    );
+  }
+  program.hook('preAction', (_program, command) => applyConfigFile(command));
 
   return program;
 }

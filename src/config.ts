@@ -4,6 +4,7 @@ import { EJSON, type Document } from 'bson';
 import type { FullDocumentMode } from './mongo/source.js';
 import type { OnDrop, SnapshotMode } from './pipeline.js';
 import type { DialectName, ObjectPolicy } from './target/dialect.js';
+import type { DeadLetterSettings } from './commands/dead-letters.js';
 import { ConfigError } from './errors.js';
 import {
   OPERATION_TYPES,
@@ -302,5 +303,35 @@ export function verifySettings(raw: Raw): VerifySettings {
     collection: source.collections[0]!,
     json: raw.json === true,
     waitMs: raw.wait === undefined ? 0 : parseDuration(String(raw.wait), '--wait'),
+  };
+}
+
+export interface StatusSettings extends TargetSettings {
+  json: boolean;
+}
+
+export function statusSettings(raw: Raw): StatusSettings {
+  return { ...targetSettings(raw), json: raw.json === true };
+}
+
+export function deadLetterSettings(action: string, raw: Raw): DeadLetterSettings {
+  if (action !== 'list' && action !== 'retry' && action !== 'purge') {
+    throw new ConfigError(`dead-letters takes list, retry or purge, not "${action}"`);
+  }
+  const ids = ((raw.id as string[] | undefined) ?? []).filter(Boolean);
+  return {
+    ...targetSettings(raw),
+    action,
+    streamId: (raw.streamId as string | undefined) || null,
+    ns: (raw.ns as string | undefined) || null,
+    ids,
+    all: raw.all === true,
+    limit:
+      raw.limit !== undefined
+        ? positiveInt(raw, 'limit', '--limit')
+        : action === 'list'
+          ? 100
+          : null,
+    json: raw.json === true,
   };
 }

@@ -284,7 +284,7 @@ export class Relay {
   private async apply(batch: SourceBatch, signal: AbortSignal): Promise<void> {
     const { events, position } = batch;
     this.stats.recordRead(events);
-    for (const event of events) this.metrics.eventsRead.inc(labelsOf(event));
+    countByLabels(events, (labels, n) => this.metrics.eventsRead.inc(labels, n));
     if (events.length === 0) {
       this.stats.caughtUp = true;
       const idleFor = Date.now() - this.lastCheckpointAt;
@@ -327,7 +327,7 @@ export class Relay {
       committed,
     );
     this.metrics.batches.inc();
-    for (const event of events) this.metrics.eventsWritten.inc(labelsOf(event));
+    countByLabels(events, (labels, n) => this.metrics.eventsWritten.inc(labels, n));
     this.stats.recordWritten(events);
   }
 
@@ -368,10 +368,20 @@ export class Relay {
   }
 }
 
-function labelsOf(event: Document): { operation: string; namespace: string } {
-  const ns = event.ns as { db?: string; coll?: string } | undefined;
-  return {
-    operation: String(event.operationType),
-    namespace: ns?.coll ? `${ns.db}.${ns.coll}` : (ns?.db ?? ''),
-  };
+/** Counts events per (operation, namespace), so counters move once per label set and batch. */
+function countByLabels(
+  events: Document[],
+  add: (labels: { operation: string; namespace: string }, n: number) => void,
+): void {
+  const counts = new Map<string, { labels: { operation: string; namespace: string }; n: number }>();
+  for (const event of events) {
+    const ns = event.ns as { db?: string; coll?: string } | undefined;
+    const operation = String(event.operationType);
+    const namespace = ns?.coll ? `${ns.db}.${ns.coll}` : (ns?.db ?? '');
+    const key = `${operation}\u0000${namespace}`;
+    const entry = counts.get(key);
+    if (entry) entry.n++;
+    else counts.set(key, { labels: { operation, namespace }, n: 1 });
+  }
+  for (const { labels, n } of counts.values()) add(labels, n);
 }

@@ -83,10 +83,15 @@ export class ChangeSource {
     if (!stream) throw new Error('ChangeSource.next() before open()');
     const events: Document[] = [];
     const started = Date.now();
+    // A batch closes when full, or batchWaitMs after its first event: under steady load a read
+    // never comes back empty, so waiting for one would hold events until the batch is full.
+    let firstAt = 0;
     try {
       while (events.length < this.options.batchSize) {
+        if (events.length > 0 && Date.now() - firstAt >= this.options.batchWaitMs) break;
         const event = await stream.tryNext();
         if (event) {
+          if (events.length === 0) firstAt = Date.now();
           events.push(event);
           if (CONTROL_OPERATIONS.has(event.operationType)) break;
           continue;

@@ -58,6 +58,9 @@ export interface WriterOptions {
 type ResolvedChange = { kind: 'upsert'; json: string } | { kind: 'delete' };
 type ResolvedRow = Omit<FoldedRow, 'change'> & { change: ResolvedChange };
 
+/** A statement of a plain (unfenced) attempt was refused for its data: write the batch carefully. */
+class RowRefused extends Error {}
+
 export class TargetWriter {
   private readonly ensured = new Set<string>();
 
@@ -121,38 +124,71 @@ export class TargetWriter {
   }
 
   /**
-   * Writes the rows, their dead letters and then the checkpoint. On a transactional dialect all
+   * Writes the rows, their dead letters (unless the caller keeps them: `dead-letters retry`) and
+   * then the checkpoint. On a transactional dialect all
    * of it commits together; elsewhere a replay after a crash converges (idempotent writes).
    */
-  async write(rows: FoldedRow[], checkpoint: Checkpoint | null): Promise<WriteResult> {
+  async write(
+    rows: FoldedRow[],
+    checkpoint: Checkpoint | null,
+    { storeDeadLetters = true } = {},
+  ): Promise<WriteResult> {
     for (const collection of new Set(rows.map((r) => r.collection)))
       await this.ensureTable(collection);
-    const run = async (db: AnyDb): Promise<WriteResult> => {
-      const result: WriteResult = { upserted: 0, deleted: 0, deadLetters: [] };
-      const resolved = await this.resolve(db, rows, result.deadLetters);
-      for (const [table, group] of groupBy(resolved, (r) => this.options.tableFor(r.collection))) {
-        const upserts = group.filter((r) => r.change.kind === 'upsert');
-        const deletes = group.filter((r) => r.change.kind === 'delete');
-        for (const chunk of upsertChunks(upserts)) {
-          result.upserted += await this.isolate(db, table, chunk, 'upsert', result.deadLetters);
+    const attempt = async (careful: boolean) => {
+      const run = async (db: AnyDb): Promise<WriteResult> => {
+        const result: WriteResult = { upserted: 0, deleted: 0, deadLetters: [] };
+        const resolved = await this.resolve(db, rows, result.deadLetters);
+        for (const [table, group] of groupBy(resolved, (r) =>
+          this.options.tableFor(r.collection),
+        )) {
+          const upserts = group.filter((r) => r.change.kind === 'upsert');
+          const deletes = group.filter((r) => r.change.kind === 'delete');
+          for (const chunk of upsertChunks(upserts)) {
+            result.upserted += await this.isolate(
+              db,
+              table,
+              chunk,
+              'upsert',
+              result.deadLetters,
+              careful,
+            );
+          }
+          for (const chunk of chunks(deletes, MAX_PARAMETERS)) {
+            result.deleted += await this.isolate(
+              db,
+              table,
+              chunk,
+              'delete',
+              result.deadLetters,
+              careful,
+            );
+          }
         }
-        for (const chunk of chunks(deletes, MAX_PARAMETERS)) {
-          result.deleted += await this.isolate(db, table, chunk, 'delete', result.deadLetters);
+        if (result.deadLetters.length > 0) {
+          if (this.options.onError === 'fail') {
+            const first = result.deadLetters[0]!;
+            throw new RelayError(
+              `the target rejected ${first.collection} document ${first.oid}: ${first.error} (stopping before the checkpoint, as --on-error fail asks)`,
+            );
+          }
+          if (storeDeadLetters) await this.insertDeadLetters(db, result.deadLetters);
         }
-      }
-      if (result.deadLetters.length > 0) {
-        if (this.options.onError === 'fail') {
-          const first = result.deadLetters[0]!;
-          throw new RelayError(
-            `the target rejected ${first.collection} document ${first.oid}: ${first.error} (stopping before the checkpoint, as --on-error fail asks)`,
-          );
-        }
-        await this.insertDeadLetters(db, result.deadLetters);
-      }
-      if (checkpoint) await this.saveCheckpoint(db, checkpoint);
-      return result;
+        if (checkpoint) await this.saveCheckpoint(db, checkpoint);
+        return result;
+      };
+      return this.dialect.transactional ? this.db.transaction().execute(run) : run(this.db);
     };
-    return this.dialect.transactional ? this.db.transaction().execute(run) : run(this.db);
+    // Without transactions every statement stands alone: isolate as we go. With them, first try
+    // the batch plainly (fewest round trips); if the target refuses a row, the transaction is
+    // rolled back and the batch is written again with each statement fenced by a savepoint.
+    if (!this.dialect.transactional) return attempt(true);
+    try {
+      return await attempt(false);
+    } catch (error) {
+      if (!(error instanceof RowRefused)) throw error;
+      return attempt(true);
+    }
   }
 
   /** Turns patches into upserts against the stored rows; rejects become dead letters. */
@@ -225,10 +261,11 @@ export class TargetWriter {
     rows: ResolvedRow[],
     kind: 'upsert' | 'delete',
     dead: DeadLetter[],
+    careful: boolean,
   ): Promise<number> {
     if (rows.length === 0) return 0;
     try {
-      await this.guarded(db, () =>
+      await this.guarded(db, careful, () =>
         kind === 'upsert' ? this.upsert(db, table, rows) : this.delete(db, table, rows),
       );
       return rows.length;
@@ -241,21 +278,26 @@ export class TargetWriter {
           { cause: error },
         );
       }
+      if (!careful) throw new RowRefused();
       if (rows.length === 1) {
         dead.push(this.deadLetter(rows[0]!, errorMessage(error)));
         return 0;
       }
       const middle = rows.length >> 1;
       return (
-        (await this.isolate(db, table, rows.slice(0, middle), kind, dead)) +
-        (await this.isolate(db, table, rows.slice(middle), kind, dead))
+        (await this.isolate(db, table, rows.slice(0, middle), kind, dead, careful)) +
+        (await this.isolate(db, table, rows.slice(middle), kind, dead, careful))
       );
     }
   }
 
   /** In a transaction, a failed statement must not abort the others: fence it with a savepoint. */
-  private async guarded(db: AnyDb, statement: () => Promise<unknown>): Promise<void> {
-    if (!this.dialect.transactional) {
+  private async guarded(
+    db: AnyDb,
+    careful: boolean,
+    statement: () => Promise<unknown>,
+  ): Promise<void> {
+    if (!careful || !this.dialect.transactional) {
       await statement();
       return;
     }

@@ -1,13 +1,21 @@
 // Operating the relay: Prometheus metrics that move with the events, /healthz that follows the
-// target, and logs that never show a password.
+// target, logs that never show a password, status and dead letters read from the target, and
+// options from a config file.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { MongoClient } from 'mongodb';
 import type { TestMongo } from '../support/mongo/index.js';
 import { PostgresServer, freePort, type TestTarget } from '../support/postgres.js';
 import {
+  parseOptions,
+  query,
   relayArgs,
+  runCli,
   spawnRelay,
   startRelay,
+  tableRows,
   useServers,
   waitFor,
   type Servers,
@@ -161,5 +169,118 @@ describe('logs', () => {
     for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow();
     expect(lines.map((l) => JSON.parse(l).level)).toContain('info');
     expect(relay.output()).not.toContain(`:${url.password}@`);
+  });
+});
+
+describe('status and dead letters', () => {
+  it.runIf(!process.env.TEST_TARGET_URL)(
+    'status reports streams, dead letters and rows; dead-letters retry re-applies a row once its cause is fixed',
+    async () => {
+      const database = mongo.database('dlops');
+      const coll = client.db(database).collection('guarded');
+      await coll.insertOne({ _id: 1 as never, ok: true });
+      const relay = await startRelay(
+        relayArgs(servers, database, '--collection', 'guarded', '--stream-id', 'guarded'),
+      );
+      await waitFor(async () => (await tableRows(target, 'guarded')).size === 1, 'snapshot');
+      // The user's own rule on the table refuses a document: a row error, dead-lettered.
+      await query(
+        target,
+        `ALTER TABLE "${target.schema}"."guarded" ADD CONSTRAINT no_flag CHECK (NOT (data ? 'flag'))`,
+      );
+      await coll.insertOne({ _id: 2 as never, flag: 'x' });
+      await coll.insertOne({ _id: 3 as never, ok: true });
+      await waitFor(async () => (await tableRows(target, 'guarded')).has('3'), 'relay goes on');
+      await relay.stop();
+
+      const targetArgs = ['--target-url', target.url, '--schema', target.schema];
+      const report = await runCli(['status', ...targetArgs, '--json']);
+      expect(report.code, report.stderr).toBe(0);
+      const parsed = JSON.parse(report.stdout);
+      const stream = parsed.streams.find((s: { streamId: string }) => s.streamId === 'guarded');
+      expect(stream).toMatchObject({ deadLetters: 1, snapshotPending: false });
+      expect(Date.parse(stream.positionTime)).toBeGreaterThan(Date.now() - 600_000);
+      expect(Date.parse(stream.lastEventTime)).toBeGreaterThan(Date.now() - 600_000);
+      expect(parsed.tables).toContainEqual({ table: 'guarded', rows: 2 });
+      expect((await runCli(['status', ...targetArgs])).stdout).toMatch(
+        /stream guarded: position .*dead letters 1/,
+      );
+
+      const list = await runCli(['dead-letters', 'list', ...targetArgs, '--stream-id', 'guarded']);
+      expect(list.stdout).toMatch(new RegExp(`guarded ${database}\\.guarded 2 insert: .*no_flag`));
+      const stillRefused = await runCli([
+        'dead-letters',
+        'retry',
+        ...targetArgs,
+        '--stream-id',
+        'guarded',
+      ]);
+      expect(stillRefused.code).toBe(1);
+      expect(stillRefused.stdout).toMatch(/re-applied 0 of 1 dead letters\n {2}still refused/);
+
+      await query(target, `ALTER TABLE "${target.schema}"."guarded" DROP CONSTRAINT no_flag`);
+      const retried = await runCli([
+        'dead-letters',
+        'retry',
+        ...targetArgs,
+        '--stream-id',
+        'guarded',
+      ]);
+      expect(retried.code, retried.stdout + retried.stderr).toBe(0);
+      expect(retried.stdout).toMatch(/re-applied 1 of 1 dead letters/);
+      expect((await tableRows(target, 'guarded')).get('2')).toEqual({ _id: 2, flag: 'x' });
+      expect(
+        (await runCli(['dead-letters', 'list', ...targetArgs, '--stream-id', 'guarded'])).stdout,
+      ).toMatch(/^0 dead letters/m);
+    },
+  );
+
+  it('purge names what it removes, or needs --all', async () => {
+    const targetArgs = ['--target-url', target.url, '--schema', target.schema];
+    const refused = await runCli(['dead-letters', 'purge', ...targetArgs]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/name them with --stream-id, --ns or --id, or give --all/);
+    const all = await runCli(['dead-letters', 'purge', ...targetArgs, '--all']);
+    expect(all.code, all.stderr).toBe(0);
+    expect(all.stdout).toMatch(/^purged \d+ dead letters/);
+  });
+});
+
+describe('--config', () => {
+  it('fills what flags and environment variables leave open, and rejects unknown keys', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-config-'));
+    const file = path.join(dir, 'relay.json');
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        database: 'fromfile',
+        'batch-size': 7,
+        collection: ['a', 'b'],
+        'mongodb-url': 'mongodb://file',
+        'target-url': 'postgresql://file',
+      }),
+    );
+    process.env.BATCH_SIZE = '9';
+    try {
+      const options = await parseOptions('cdc-relay', ['--config', file, '--database', 'fromflag']);
+      expect(options).toMatchObject({
+        database: 'fromflag',
+        batchSize: '9',
+        collection: ['a', 'b'],
+        mongodbUrl: 'mongodb://file',
+      });
+    } finally {
+      delete process.env.BATCH_SIZE;
+    }
+    fs.writeFileSync(file, JSON.stringify({ 'batch-sise': 7 }));
+    const typo = await runCli(['cdc-relay', '--config', file]);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(
+      /unknown key "batch-sise" for cdc-relay; valid keys: mongodb-url, database, collection, filter, .*batch-size/,
+    );
+    fs.writeFileSync(file, '{ nope');
+    expect((await runCli(['cdc-relay', '--config', file])).stderr).toMatch(
+      /cannot be read as JSON/,
+    );
   });
 });

@@ -314,10 +314,22 @@ export class Store extends EventEmitter {
   find(db: string, name: string, filter: Document = {}): Document[] {
     const collection = this.collection(db, name);
     if (!collection) return [];
+    // The _id index: equality and $in on _id are lookups, as on a real server.
     const id = filter._id;
-    if (Object.keys(filter).length === 1 && id !== undefined && !isPlainObject(id)) {
-      const doc = collection.docs.get(idKey(id));
-      return doc ? [doc] : [];
+    if (Object.keys(filter).length === 1 && id !== undefined) {
+      if (!isPlainObject(id)) {
+        const doc = collection.docs.get(idKey(id));
+        return doc ? [doc] : [];
+      }
+      if (Object.keys(id).length === 1 && Array.isArray(id.$in)) {
+        const found = new Map<string, Document>();
+        for (const candidate of id.$in) {
+          const key = idKey(candidate);
+          const doc = collection.docs.get(key);
+          if (doc) found.set(key, doc);
+        }
+        return [...found.values()];
+      }
     }
     const docs = [...collection.docs.values()];
     if (Object.keys(filter).length === 0) return docs;

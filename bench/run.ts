@@ -1,0 +1,108 @@
+// `npm run bench [-- --quick] [-- backlog snapshot …]`: runs the benchmarks one after another, each
+// in its own process, and writes their figures to bench/RESULTS.md with the machine and the
+// command behind each, next to the targets. The hand-written analysis section of the file is kept.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { machine } from './lib.js';
+
+const ALL = ['backlog', 'snapshot', 'latency', 'memory'] as const;
+type Bench = (typeof ALL)[number];
+const quick = process.argv.includes('--quick');
+const chosen = ALL.filter((b) => process.argv.includes(b));
+const benches: readonly Bench[] = chosen.length ? chosen : ALL;
+const RESULTS = new URL('./RESULTS.md', import.meta.url);
+const ANALYSIS = '## Analysis';
+
+type Result = Record<string, unknown>;
+
+function run(bench: Bench): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const args = ['--import', 'tsx', `bench/${bench}.ts`, ...(quick ? ['--quick'] : [])];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('exit', (code) => {
+      const last = out.trim().split('\n').at(-1) ?? '';
+      if (code !== 0) return reject(new Error(`bench ${bench} exited ${code}`));
+      process.stdout.write(`${last}\n`);
+      resolve(JSON.parse(last) as Result);
+    });
+  });
+}
+
+const TARGETS: Record<Bench, (r: Result) => string[]> = {
+  backlog: (r) => [
+    verdict(
+      'relay / target ceiling',
+      Number(r.ratio_to_ceiling),
+      '≥ 0.6',
+      Number(r.ratio_to_ceiling) >= 0.6,
+    ),
+    verdict(
+      'relay / per-event baseline',
+      Number(r.ratio_to_baseline),
+      '≥ 20',
+      Number(r.ratio_to_baseline) >= 20,
+    ),
+    verdict('peak RSS (MB)', Number(r.peak_rss_mb), '≤ 256', Number(r.peak_rss_mb) <= 256),
+  ],
+  snapshot: (r) => [
+    verdict(
+      'snapshot / target ceiling',
+      Number(r.ratio_to_ceiling),
+      '≥ 0.6',
+      Number(r.ratio_to_ceiling) >= 0.6,
+    ),
+  ],
+  latency: (r) => [
+    verdict('p99 latency (ms) at 1000 ops/s', Number(r.p99_ms), '≤ 250', Number(r.p99_ms) <= 250),
+  ],
+  memory: (r) => [
+    verdict(
+      'peak RSS (MB) under a slow target',
+      Number(r.peak_rss_mb),
+      '≤ 256',
+      Number(r.peak_rss_mb) <= 256,
+    ),
+    verdict('events lost', Number(r.lost), '0', Number(r.lost) === 0),
+  ],
+};
+
+function verdict(what: string, value: number, target: string, met: boolean): string {
+  return `| ${what} | ${value} | ${target} | ${met ? 'met' : '**missed**'} |`;
+}
+
+const results: Partial<Record<Bench, Result>> = {};
+for (const bench of benches) results[bench] = await run(bench);
+
+const previous = fs.existsSync(RESULTS) ? fs.readFileSync(RESULTS, 'utf8') : '';
+const analysis = previous.includes(ANALYSIS)
+  ? previous.slice(previous.indexOf(ANALYSIS))
+  : `${ANALYSIS}\n\n(none yet)\n`;
+const command = (bench: Bench) => `npm run bench -- ${bench}${quick ? ' --quick' : ''}`;
+const lines = [
+  '# Benchmark results',
+  '',
+  `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on ${machine()}, against the MongoDB`,
+  'harness (its own process) and an embedded PostgreSQL 18 (or BENCH_TARGET_URL), all on the same machine.',
+  `Run: \`npm run bench${quick ? ' -- --quick' : ''}\` (each figure's own command is in its section). Targets are ratios so they hold on noisy hardware.`,
+  '',
+  '| measure | value | target | |',
+  '|---|---|---|---|',
+  ...benches.flatMap((b) => TARGETS[b](results[b]!)),
+  '',
+];
+for (const bench of benches) {
+  lines.push(
+    `## ${bench}`,
+    '',
+    `\`${command(bench)}\``,
+    '',
+    '```json',
+    JSON.stringify(results[bench]),
+    '```',
+    '',
+  );
+}
+fs.writeFileSync(RESULTS, `${lines.join('\n')}\n${analysis}`);
+process.stderr.write(`wrote ${RESULTS.pathname}\n`);
