@@ -1,7 +1,9 @@
 // Backlog throughput: N events written while the relay is stopped, then the time the relay takes
 // to catch up (checked with verify), against the target's own ceiling (the same final rows
 // upserted straight into a table in 1000-row statements) and the per-event baseline
-// (--batch-size 1, one statement per event, as simple relays do).
+// (--batch-size 1, one statement per event, as simple relays do). Also the source's own pace: the
+// same events read by a driver client that does nothing with them.
+import { MongoClient, Timestamp } from 'mongodb';
 import {
   ceiling,
   emit,
@@ -87,6 +89,11 @@ async function main(): Promise<void> {
     await notePosition(relayArgs, target, 'bench-relay');
     await notePosition(baselineArgs, target, 'bench-baseline');
 
+    // Where the backlog starts, for measuring the source on its own afterwards.
+    const probe = new MongoClient(harness.url);
+    await probe.connect();
+    const backlogStart = (await probe.db(database).command({ ping: 1 })).operationTime as Timestamp;
+
     // The backlog: the ticker and bank scenarios, half the operations each, starting data included.
     const started = Date.now();
     let written = 0;
@@ -131,6 +138,24 @@ async function main(): Promise<void> {
     const relayRate = written / relaySeconds;
     log(
       `relay caught up with ${written} events in ${relaySeconds.toFixed(1)}s: ${relayRate.toFixed(0)} events/s, peak RSS ${peakRss.toFixed(0)} MB`,
+    );
+
+    // The source's own pace: the same events read by a driver client that does nothing with them.
+    const sourceStart = process.hrtime.bigint();
+    const stream = probe.db(database).watch([], {
+      startAtOperationTime: new Timestamp({ t: backlogStart.t, i: backlogStart.i + 1 }),
+      fullDocument: 'updateLookup',
+      batchSize: 1000,
+      maxAwaitTimeMS: 200,
+      promoteLongs: false,
+    });
+    let sourceEvents = 0;
+    while (await stream.tryNext()) sourceEvents++;
+    const sourceRate = sourceEvents / (Number(process.hrtime.bigint() - sourceStart) / 1e9);
+    await stream.close();
+    await probe.close();
+    log(
+      `source alone (a driver client reading the same backlog): ${sourceEvents} events, ${sourceRate.toFixed(0)} events/s`,
     );
 
     for (const collection of ['ticker', 'accounts']) {
@@ -180,6 +205,8 @@ async function main(): Promise<void> {
       ceiling_rows_per_s: round(ceilingRate, 0),
       baseline_events_per_s: round(baselineRate, 0),
       ratio_to_ceiling: round(relayRate / ceilingRate, 2),
+      source_events_per_s: round(sourceRate, 0),
+      ratio_to_source: round(relayRate / sourceRate, 2),
       ratio_to_baseline: round(relayRate / baselineRate, 1),
       peak_rss_mb: round(peakRss, 0),
     });

@@ -110,8 +110,15 @@ export function relayProcess(args: string[]): {
   output(): string;
   exited: Promise<number | null>;
 } {
+  // BENCH_PROFILE=1: the relay writes a V8 CPU profile to bench/out/ (summarize with bench/profile.ts).
+  const profile =
+    process.env.BENCH_PROFILE && args[0] === 'cdc-relay'
+      ? ['--cpu-prof', '--cpu-prof-dir=bench/out']
+      : [];
   const child = track(
-    spawn(process.execPath, ['bin/relay.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    spawn(process.execPath, [...profile, 'bin/relay.js', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
   );
   let output = '';
   child.stdout!.on('data', (d) => (output = (output + d).slice(-20_000)));

@@ -454,9 +454,9 @@ export class MongoHarness {
       stages.push({ $project: body.projection });
     }
     const matched = this.store.find(db, body.find, body.filter ?? {});
-    const docs = (
-      stages.length ? (new Aggregator(stages).run(matched) as Document[]) : matched
-    ).map((d) => cloneDocument(d));
+    // Stored documents are replaced on write, never changed in place, so a cursor may hold them
+    // and copy each batch as it goes out, as a real cursor streams instead of copying everything.
+    const docs = stages.length ? (new Aggregator(stages).run(matched) as Document[]) : matched;
     const single = body.singleBatch === true || Number(body.limit ?? 0) < 0;
     return this.cursorReply(`${db}.${body.find}`, docs, body.batchSize, single);
   }
@@ -558,7 +558,7 @@ export class MongoHarness {
     if (!cursor) throw new CommandError(43, `cursor id ${key} not found`, 'CursorNotFound');
     const batchSize = Number(body.batchSize ?? 0) || Number.MAX_SAFE_INTEGER;
     if (cursor.kind === 'documents') {
-      const batch = cursor.docs.splice(0, batchSize);
+      const batch = cursor.docs.splice(0, batchSize).map((d) => cloneDocument(d));
       if (cursor.docs.length === 0) this.cursors.delete(key);
       return {
         cursor: {
@@ -631,7 +631,7 @@ export class MongoHarness {
 
   private cursorReply(ns: string, docs: Document[], batchSize?: number, single = false): Document {
     const size = batchSize === undefined ? FIRST_BATCH_SIZE : Number(batchSize);
-    const firstBatch = docs.slice(0, size);
+    const firstBatch = docs.slice(0, size).map((d) => cloneDocument(d));
     const rest = docs.slice(size);
     const id =
       !single && rest.length ? this.registerCursor({ kind: 'documents', ns, docs: rest }) : 0n;
