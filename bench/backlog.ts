@@ -11,7 +11,8 @@ import {
   machine,
   quick,
   round,
-  runRelay,
+  verifyTable,
+  workload,
   startHarness,
   startRelay,
   startTarget,
@@ -101,15 +102,10 @@ async function main(): Promise<void> {
       ['ticker', 'ticker'],
       ['bank', 'accounts'],
     ] as const) {
-      const out = await runRelay([
-        'db-workload',
-        '--mongodb-url',
-        harness.url,
-        '--database',
+      const run = await workload(
+        harness,
         database,
-        '--collection',
         collection,
-        '--scenario',
         scenario,
         '--init',
         '--ops',
@@ -118,10 +114,9 @@ async function main(): Promise<void> {
         '0',
         '--concurrency',
         '4',
-      ]);
-      const summary = /loaded (\d+) starting documents; (\d+) operations/.exec(out);
-      written += Number(summary?.[1] ?? 0) + Number(summary?.[2] ?? 0);
-      log(out.trim().split('\n').at(-1)!);
+      );
+      written += run.loaded + run.operations;
+      log(run.summary);
     }
     log(`backlog of ${written} events written in ${((Date.now() - started) / 1000).toFixed(1)}s`);
 
@@ -159,23 +154,7 @@ async function main(): Promise<void> {
     );
 
     for (const collection of ['ticker', 'accounts']) {
-      log(
-        (
-          await runRelay([
-            'verify',
-            '--mongodb-url',
-            harness.url,
-            '--database',
-            database,
-            '--collection',
-            collection,
-            '--target-url',
-            target.url,
-            '--schema',
-            target.schema,
-          ])
-        ).trim(),
-      );
+      log((await verifyTable(harness, target, database, collection)).trim());
     }
 
     const limit = await ceiling(target, ['ticker', 'accounts']);

@@ -8,7 +8,7 @@ import {
   machine,
   quick,
   round,
-  runRelay,
+  workload,
   startHarness,
   startRelay,
   startTarget,
@@ -50,22 +50,7 @@ async function main(): Promise<void> {
   const harness = await startHarness();
   const target = await startTarget();
   try {
-    await runRelay([
-      'db-workload',
-      '--mongodb-url',
-      harness.url,
-      '--database',
-      database,
-      '--collection',
-      'ticker',
-      '--scenario',
-      'ticker',
-      '--init',
-      '--ops',
-      '1',
-      '--rate',
-      '0',
-    ]);
+    await workload(harness, database, 'ticker', 'ticker', '--init', '--ops', '1', '--rate', '0');
     const relay = await startRelay([
       '--mongodb-url',
       harness.url,
@@ -89,15 +74,10 @@ async function main(): Promise<void> {
       60_000,
     );
     const before = total(await relay.metrics(), 'relay_event_latency_seconds_count');
-    const out = await runRelay([
-      'db-workload',
-      '--mongodb-url',
-      harness.url,
-      '--database',
+    const run = await workload(
+      harness,
       database,
-      '--collection',
       'ticker',
-      '--scenario',
       'ticker',
       '--duration',
       `${seconds}s`,
@@ -105,9 +85,9 @@ async function main(): Promise<void> {
       String(rate),
       '--concurrency',
       '4',
-    ]);
-    log(out.trim().split('\n').at(-1)!);
-    const operations = Number(/(\d+) operations/.exec(out)?.[1] ?? 0);
+    );
+    log(run.summary);
+    const operations = run.operations;
     await waitUntil(
       async () =>
         total(await relay.metrics(), 'relay_event_latency_seconds_count') - before >= operations,

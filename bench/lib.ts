@@ -328,3 +328,37 @@ export async function slowProxy(
     },
   };
 }
+
+/** `relay db-workload` on the harness; returns its summary line and what it loaded and did. */
+export async function workload(
+  harness: Harness,
+  database: string,
+  collection: string,
+  scenario: string,
+  ...args: string[]
+): Promise<{ summary: string; loaded: number; operations: number }> {
+  const out = await runRelay([
+    'db-workload',
+    ...['--mongodb-url', harness.url, '--database', database, '--collection', collection],
+    ...['--scenario', scenario, ...args],
+  ]);
+  const summary = out.trim().split('\n').at(-1)!;
+  const match = /(?:loaded (\d+) starting documents; )?(\d+) operations/.exec(summary);
+  return { summary, loaded: Number(match?.[1] ?? 0), operations: Number(match?.[2] ?? 0) };
+}
+
+/** `relay verify` of one collection against its table; returns the report line (or JSON). */
+export async function verifyTable(
+  harness: Harness,
+  target: Target,
+  database: string,
+  collection: string,
+  ...args: string[]
+): Promise<string> {
+  const out = await runRelay([
+    'verify',
+    ...['--mongodb-url', harness.url, '--database', database, '--collection', collection],
+    ...['--target-url', target.url, '--schema', target.schema, ...args],
+  ]);
+  return out.trim().split('\n').at(-1)!;
+}

@@ -8,7 +8,8 @@ import {
   machine,
   quick,
   round,
-  runRelay,
+  verifyTable,
+  workload,
   slowProxy,
   startHarness,
   startRelay,
@@ -53,15 +54,10 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 1000));
     await first.stop();
     const started = Date.now();
-    const out = await runRelay([
-      'db-workload',
-      '--mongodb-url',
-      harness.url,
-      '--database',
+    const run = await workload(
+      harness,
       database,
-      '--collection',
       'ticker',
-      '--scenario',
       'ticker',
       '--init',
       '--ops',
@@ -70,8 +66,8 @@ async function main(): Promise<void> {
       '0',
       '--concurrency',
       '4',
-    ]);
-    log(`${out.trim().split('\n').at(-1)!} (${((Date.now() - started) / 1000).toFixed(0)}s)`);
+    );
+    log(`${run.summary} (${((Date.now() - started) / 1000).toFixed(0)}s)`);
     const relay = await startRelay(args);
     const progress: { fraction: number; rssMb: number }[] = [];
     let next = 0.1;
@@ -93,25 +89,7 @@ async function main(): Promise<void> {
     const peak = relay.peakRssMb();
     await relay.stop();
     const report = JSON.parse(
-      (
-        await runRelay([
-          'verify',
-          '--mongodb-url',
-          harness.url,
-          '--database',
-          database,
-          '--collection',
-          'ticker',
-          '--target-url',
-          target.url,
-          '--schema',
-          target.schema,
-          '--json',
-        ])
-      )
-        .trim()
-        .split('\n')
-        .at(-1)!,
+      (await verifyTable(harness, target, database, 'ticker', '--json')).trim().split('\n').at(-1)!,
     ) as { missing: { count: number }; extra: { count: number }; different: { count: number } };
     const lost = report.missing.count + report.extra.count + report.different.count;
     log(

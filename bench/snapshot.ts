@@ -7,7 +7,8 @@ import {
   machine,
   quick,
   round,
-  runRelay,
+  verifyTable,
+  workload,
   startHarness,
   startRelay,
   startTarget,
@@ -24,15 +25,10 @@ async function main(): Promise<void> {
   const target = await startTarget();
   try {
     // ticker --init writes 20 000 quotes; more come from inserts (rate 0, mix all inserts).
-    const out = await runRelay([
-      'db-workload',
-      '--mongodb-url',
-      harness.url,
-      '--database',
+    const loadedRun = await workload(
+      harness,
       database,
-      '--collection',
       'quotes',
-      '--scenario',
       'ticker',
       '--init',
       '--ops',
@@ -43,8 +39,8 @@ async function main(): Promise<void> {
       '0',
       '--concurrency',
       '4',
-    ]);
-    log(out.trim().split('\n').at(-1)!);
+    );
+    log(loadedRun.summary);
     const started = process.hrtime.bigint();
     const relay = await startRelay([
       '--mongodb-url',
@@ -86,23 +82,7 @@ async function main(): Promise<void> {
     log(
       `snapshot copied ${rows} documents in ${seconds.toFixed(1)}s: ${rate.toFixed(0)} docs/s, peak RSS ${peakRss.toFixed(0)} MB`,
     );
-    log(
-      (
-        await runRelay([
-          'verify',
-          '--mongodb-url',
-          harness.url,
-          '--database',
-          database,
-          '--collection',
-          'quotes',
-          '--target-url',
-          target.url,
-          '--schema',
-          target.schema,
-        ])
-      ).trim(),
-    );
+    log((await verifyTable(harness, target, database, 'quotes')).trim());
     const limit = await ceiling(target, ['quotes']);
     const ceilingRate = limit.rows / limit.seconds;
     log(

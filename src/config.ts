@@ -6,13 +6,8 @@ import type { OnDrop, SnapshotMode } from './pipeline.js';
 import type { DialectName, ObjectPolicy } from './target/dialect.js';
 import type { DeadLetterSettings } from './commands/dead-letters.js';
 import { ConfigError } from './errors.js';
-import {
-  OPERATION_TYPES,
-  SCENARIOS,
-  type Mix,
-  type OperationType,
-  type Scenario,
-} from './workload/scenarios.js';
+import type { WorkloadOptions } from './workload/runner.js';
+import { OPERATION_TYPES, SCENARIOS, type Mix, type OperationType } from './workload/scenarios.js';
 
 export interface SourceSettings {
   mongodbUrl: string;
@@ -196,19 +191,8 @@ export function replaySettings(file: string, raw: Raw): ReplaySettings {
   };
 }
 
-export interface WorkloadSettings {
+export interface WorkloadSettings extends WorkloadOptions {
   mongodbUrl: string;
-  database: string;
-  collection: string;
-  scenario: Scenario;
-  ops: number | null;
-  durationMs: number | null;
-  rate: number;
-  concurrency: number;
-  mix: Mix;
-  seed: number;
-  reset: boolean;
-  init: boolean;
 }
 
 /** `30s`, `5m`, `1h`, `500ms`, or plain seconds. */
