@@ -199,6 +199,16 @@ describe('cdc-relay', () => {
     await whole.stop();
   });
 
+  it('follows a whole database that has no collection yet (the compose stack starts this way)', async () => {
+    const database = mongo.database('empty');
+    const relay = await startRelay(relayArgs(database, '--stream-id', 'empty-db'));
+    const coll = client.db(database).collection('later');
+    await coll.insertMany([{ _id: 1 as never }, { _id: 2 as never }]);
+    await coll.updateOne({ _id: 1 as never }, { $set: { a: 1 } });
+    await expectConverges(coll, target);
+    await relay.stop();
+  });
+
   it('appends --filter stages to the change stream', async () => {
     const database = mongo.database('filter');
     const coll = client.db(database).collection('events');

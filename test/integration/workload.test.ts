@@ -123,6 +123,40 @@ describe('db-workload', () => {
     120_000,
   );
 
+  it('--init twice adds nothing twice (a restarted workload container)', async () => {
+    const database = mongo.database('reinit');
+    const first = await workload(
+      database,
+      's',
+      '--scenario',
+      'sensor',
+      '--init',
+      '--ops',
+      '1',
+      '--rate',
+      '0',
+    );
+    expect(first.code, first.stderr).toBe(0);
+    const again = await workload(
+      database,
+      's',
+      '--scenario',
+      'sensor',
+      '--init',
+      '--ops',
+      '1',
+      '--rate',
+      '0',
+      '--mix',
+      'update=1',
+    );
+    expect(again.code, again.stderr).toBe(0);
+    // Nothing new was loaded, so the summary mentions no starting documents.
+    expect(again.stderr).not.toMatch(/loaded \d+ starting documents/);
+    expect(first.stderr).toMatch(/loaded 1000 starting documents/);
+    expect(await client.db(database).collection('s').countDocuments()).toBe(1001);
+  });
+
   it('holds the requested rate', async () => {
     const database = mongo.database('rate');
     const started = Date.now();

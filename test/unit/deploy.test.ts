@@ -103,7 +103,8 @@ describe('docker-compose.yml', () => {
       mongodbUrl: 'mongodb://mongodb:27017/?replicaSet=rs0',
       targetUrl: 'postgresql://crate@cratedb:5432/doc',
       metricsPort: Number(env.METRICS_PORT),
-      collections: ['accounts'],
+      // The whole database: the relay must not need the workload's collection to exist yet.
+      collections: null,
     });
     // The replica set member name the relay is told about is the service name it can resolve.
     expect(JSON.stringify(compose.services.mongodb!.healthcheck)).toContain(
