@@ -105,9 +105,7 @@ export class Relay {
         reason: `${side} unavailable for ${((Date.now() - since) / 1000).toFixed(1)}s`,
       };
     }
-    if (this.phase !== 'snapshot' && !this.streamOpen) {
-      return { ok: false, ...detail, reason: `change stream not open (${this.phase})` };
-    }
+    // The target first: when it is down, that is the cause, whatever state the stream is in.
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('target did not answer within 2s')), 2000);
@@ -118,6 +116,9 @@ export class Relay {
       return { ok: false, ...detail, reason: `target does not answer: ${errorMessage(error)}` };
     } finally {
       clearTimeout(timer);
+    }
+    if (this.phase !== 'snapshot' && !this.streamOpen) {
+      return { ok: false, ...detail, reason: `change stream not open (${this.phase})` };
     }
     return { ok: true, ...detail };
   }
@@ -254,6 +255,7 @@ export class Relay {
             this.lastReadPosition = batch.position ?? this.lastReadPosition;
             return batch;
           } catch (error) {
+            this.log.debug(`reading the change stream failed: ${errorMessage(error)}`);
             this.streamOpen = false;
             reopen = true;
             throw error;

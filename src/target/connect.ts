@@ -23,9 +23,11 @@ export async function connectTarget(
     );
   }
   const pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 10_000 });
-  // An idle connection that breaks (server restart) is replaced on next use; without a listener
-  // the pool's error event would end the process.
+  // A connection that breaks (server restart) must not end the process: an idle one is replaced
+  // on next use (pool 'error'); one checked out between statements (a transaction, the health
+  // probe) emits 'error' on itself, and its next query fails as a transient error and is retried.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db: AnyDb = new Kysely({ dialect: new PostgresDialect({ pool }) });
   try {
     const dialect = await resolveDialect(db, wanted);

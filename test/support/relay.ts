@@ -220,11 +220,12 @@ export async function startRelay(args: string[]): Promise<RunningRelay> {
   const { cdcRelay } = await import('../../src/commands/cdc-relay.js');
   const { relaySettings } = await import('../../src/config.js');
   const settings = relaySettings(
+    // RELAY_TEST_LOG=debug shows the in-process relay's log while a test runs.
     await parseOptions('cdc-relay', [
       '--progress-interval',
       '3600',
       '--log-level',
-      'warn',
+      process.env.RELAY_TEST_LOG ?? 'warn',
       ...args,
     ]),
   );
