@@ -128,10 +128,7 @@ describe('CRUD', () => {
     const all = await coll.find({}, { batchSize: 7 }).toArray();
     expect(all).toHaveLength(250);
     const page = await coll
-      .find({ v: { $gte: 5 } }, { projection: { w: 0 } })
-      .sort({ _id: -1 })
-      .skip(2)
-      .limit(3)
+      .find({ v: { $gte: 5 } }, { projection: { w: 0 }, sort: { _id: -1 }, skip: 2, limit: 3 })
       .toArray();
     expect(page).toEqual([
       { _id: 247, v: 7 },
