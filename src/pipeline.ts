@@ -188,33 +188,19 @@ export class Relay {
         estimatedDocuments: estimate,
         resumingAfter: state.lastId === undefined ? null : String(state.lastId),
       });
-      const batches = snapshotBatches(
-        this.client,
-        this.options.database,
-        collection,
-        this.options.batchSize,
-        state.lastId,
-      );
-      let pending = batches.next();
-      while (true) {
-        const next = await pending;
-        if (next.done) break;
-        if (signal.aborted) {
-          await batches.return(undefined);
-          return;
-        }
-        pending = batches.next();
-        const docs = next.value;
-        const rows = docs.map((doc) => this.snapshotRow(collection, doc));
-        state.lastId = docs.at(-1)!._id;
-        const result = await this.target(
-          () => this.writer.write(foldBatch(rows), this.checkpoint),
+      // A MongoDB fault mid-copy is retried like any other: the copy starts again after the last
+      // _id it wrote.
+      const finished = await withRetry(
+        () => this.copyCollection(collection, state, namespace, signal),
+        {
+          what: 'MongoDB',
+          isTransient: isTransientMongoError,
+          log: this.log,
           signal,
-        );
-        this.stats.snapshotDocs += docs.length;
-        this.metrics.snapshotCopied.inc({ namespace }, docs.length);
-        this.countDeadLetters(result);
-      }
+          ...this.retrying('mongodb'),
+        },
+      );
+      if (!finished) return;
       state.done = true;
       await this.saveCheckpoint(signal);
       this.log.info(`copied ${this.options.database}.${collection}`);
@@ -222,6 +208,43 @@ export class Relay {
     this.checkpoint.snapshot = null;
     await this.saveCheckpoint(signal);
     this.log.info(`snapshot complete: ${this.stats.snapshotDocs} documents`);
+  }
+
+  /** Copies one collection after `state.lastId`; false when stopped before the end. */
+  private async copyCollection(
+    collection: string,
+    state: { lastId?: unknown },
+    namespace: string,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    const batches = snapshotBatches(
+      this.client,
+      this.options.database,
+      collection,
+      this.options.batchSize,
+      state.lastId,
+    );
+    let pending = readAhead(batches.next());
+    try {
+      while (true) {
+        const next = await pending;
+        if (next.done) return true;
+        if (signal.aborted) return false;
+        pending = readAhead(batches.next());
+        const docs = next.value;
+        const rows = docs.map((doc) => this.snapshotRow(collection, doc));
+        const result = await this.target(() => {
+          // The checkpoint written with these rows names their last _id.
+          state.lastId = docs.at(-1)!._id;
+          return this.writer.write(foldBatch(rows), this.checkpoint);
+        }, signal);
+        this.stats.snapshotDocs += docs.length;
+        this.metrics.snapshotCopied.inc({ namespace }, docs.length);
+        this.countDeadLetters(result);
+      }
+    } finally {
+      await batches.return(undefined);
+    }
   }
 
   private snapshotRow(collection: string, doc: Document): RowEvent {
@@ -269,11 +292,11 @@ export class Relay {
           ...this.retrying('mongodb'),
         },
       );
-    let pending: Promise<SourceBatch> | null = read();
+    let pending: Promise<SourceBatch> | null = readAhead(read());
     try {
       while (pending) {
         const batch: SourceBatch = await pending;
-        pending = signal.aborted ? null : read();
+        pending = signal.aborted ? null : readAhead(read());
         await this.apply(batch, signal);
       }
     } finally {
@@ -386,4 +409,13 @@ function countByLabels(
     else counts.set(key, { labels: { operation, namespace }, n: 1 });
   }
   for (const { labels, n } of counts.values()) add(labels, n);
+}
+
+/**
+ * A read that runs while the previous batch is written: its failure is raised where it is
+ * awaited, not as an unhandled rejection (which would end the process) while the write runs.
+ */
+function readAhead<T>(read: Promise<T>): Promise<T> {
+  read.catch(() => {});
+  return read;
 }

@@ -134,6 +134,32 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('faults', () => {
     expect((await relay.done).stats.snapshotDocs).toBeGreaterThan(0);
   }, 120_000);
 
+  it('retries the snapshot after MongoDB connections drop mid-copy, after the last _id it wrote', async () => {
+    const database = mongo.database('snapdrop');
+    const coll = client.db(database).collection('d');
+    await coll.insertMany(
+      Array.from({ length: 4000 }, (_, i) => ({ _id: i as never, pad: 'y'.repeat(300) })),
+    );
+    const relay = await startRelay(
+      relayArgs(target.url, database, '--collection', 'd', '--batch-size', '100'),
+    );
+    for (let i = 0; i < 3; i++) {
+      await waitFor(
+        async () => (await tableRows(target, 'd')).size > i * 1000,
+        `copy past ${i * 1000}`,
+        30_000,
+        20,
+      );
+      mongo.harness!.dropConnections();
+    }
+    await expectConverges(coll, target, 'd', 60_000);
+    let ended = false;
+    void relay.done.finally(() => (ended = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(ended).toBe(false);
+    await relay.stop();
+  }, 120_000);
+
   it('rides out the target being down for seconds: no loss, no duplicates, still running', async () => {
     const server = await PostgresServer.start();
     try {
