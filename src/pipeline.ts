@@ -8,7 +8,7 @@ import { foldBatch } from './convert/fold.js';
 import { ConfigError, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
 import { isTransientMongoError } from './mongo/errors.js';
-import { listCollections, snapshotBatches } from './mongo/snapshot.js';
+import { listCollections, resumeAfter, snapshotBatches } from './mongo/snapshot.js';
 import {
   ChangeSource,
   nextOperationTime,
@@ -217,12 +217,18 @@ export class Relay {
     namespace: string,
     signal: AbortSignal,
   ): Promise<boolean> {
+    const resume = await resumeAfter(this.client, this.options.database, collection, state.lastId);
+    if (resume.mixedTypes) {
+      this.log.warn(
+        `${namespace} has _ids of several BSON types: copying it again from the start, since resuming after the last _id would skip the other types`,
+      );
+    }
     const batches = snapshotBatches(
       this.client,
       this.options.database,
       collection,
       this.options.batchSize,
-      state.lastId,
+      resume.afterId,
     );
     let pending = readAhead(batches.next());
     try {

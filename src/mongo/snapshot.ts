@@ -9,8 +9,8 @@ export async function* snapshotBatches(
   batchSize: number,
   afterId: unknown,
 ): AsyncGenerator<Document[]> {
-  // `$gt` compares within one BSON type: a collection mixing `_id` types resumes within the type
-  // it stopped at, and the change stream replay from the snapshot start covers later writes.
+  // `$gt` compares within one BSON type; resumeAfter() does not resume a collection whose _ids mix
+  // types (it would skip the other types).
   const filter: Document =
     afterId === undefined || afterId === null ? {} : { _id: { $gt: afterId } };
   const cursor = client
@@ -30,6 +30,69 @@ export async function* snapshotBatches(
   } finally {
     await cursor.close();
   }
+}
+
+/** MongoDB's sort order of BSON types, as groups (numbers compare with each other, and so on). */
+export function idTypeGroup(id: unknown): number {
+  if (id === null || id === undefined) return 1;
+  switch (typeof id) {
+    case 'number':
+    case 'bigint':
+      return 2;
+    case 'string':
+      return 3;
+    case 'boolean':
+      return 8;
+  }
+  if (id instanceof Date) return 9;
+  if (id instanceof RegExp) return 11;
+  switch ((id as { _bsontype?: string })._bsontype) {
+    case 'MinKey':
+      return 0;
+    case 'Int32':
+    case 'Double':
+    case 'Long':
+    case 'Decimal128':
+      return 2;
+    case 'BSONSymbol':
+      return 3;
+    case 'Binary':
+      return 6;
+    case 'ObjectId':
+      return 7;
+    case 'Timestamp':
+      return 10;
+    case 'BSONRegExp':
+      return 11;
+    case 'MaxKey':
+      return 12;
+    default:
+      return 4; // an embedded document
+  }
+}
+
+/**
+ * Where an interrupted copy resumes: after `lastId` when every _id has one BSON type (the usual
+ * case, checked with two _id index lookups), otherwise from the start, since `$gt` would skip the
+ * other types; copying again is harmless (upserts).
+ */
+export async function resumeAfter(
+  client: MongoClient,
+  database: string,
+  collection: string,
+  lastId: unknown,
+): Promise<{ afterId: unknown; mixedTypes: boolean }> {
+  if (lastId === undefined) return { afterId: undefined, mixedTypes: false };
+  const coll = client.db(database).collection(collection);
+  const [first] = await coll
+    .find({}, { sort: { _id: 1 }, limit: 1, projection: { _id: 1 }, promoteLongs: false })
+    .toArray();
+  const [last] = await coll
+    .find({}, { sort: { _id: -1 }, limit: 1, projection: { _id: 1 }, promoteLongs: false })
+    .toArray();
+  const mixedTypes =
+    first !== undefined && last !== undefined && idTypeGroup(first._id) !== idTypeGroup(last._id);
+  return mixedTypes ? { afterId: undefined, mixedTypes } : { afterId: lastId, mixedTypes };
 }
 
 /** The collections of a database a whole-database relay copies and maps to tables. */

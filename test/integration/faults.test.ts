@@ -1,7 +1,8 @@
 // cdc-relay when things go wrong: the relay killed, cursors killed, connections dropped, the
 // target down, writes during the snapshot, history lost, and bad input.
 import { describe, expect, it } from 'vitest';
-import type { Collection, Document, MongoClient } from 'mongodb';
+import { ObjectId, type Collection, type Document, type MongoClient } from 'mongodb';
+import { EJSON } from 'bson';
 import { MongoHarness, type TestMongo } from '../support/mongo/index.js';
 import { PostgresServer, freePort, type TestTarget } from '../support/postgres.js';
 import {
@@ -159,6 +160,65 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('faults', () => {
     expect(ended).toBe(false);
     await relay.stop();
   }, 120_000);
+
+  it('resumes an interrupted snapshot after its last _id, or from the start when _ids mix types', async () => {
+    const database = mongo.database('resume_snap');
+    const db = client.db(database);
+    await db
+      .collection('single')
+      .insertMany(Array.from({ length: 100 }, (_, i) => ({ _id: i as never })));
+    await db
+      .collection('mixed')
+      .insertMany([
+        ...Array.from({ length: 50 }, (_, i) => ({ _id: i as never })),
+        ...Array.from({ length: 20 }, (_, i) => ({ _id: `s${i}` as never })),
+        ...Array.from({ length: 20 }, () => ({ _id: new ObjectId() })),
+      ]);
+    // A relay that stopped mid-copy left this checkpoint: rows up to _id 49 are (said to be) there.
+    const tables = await startRelay(
+      relayArgs(
+        target.url,
+        database,
+        '--collection',
+        'single',
+        '--snapshot',
+        'never',
+        '--stream-id',
+        'tables',
+      ),
+    );
+    await tables.stop();
+    const { operationTime } = await db.command({ ping: 1 });
+    for (const collection of ['single', 'mixed']) {
+      await query(
+        target,
+        `INSERT INTO "${target.schema}"."relay_checkpoints" (stream_id, position, snapshot, updated_at) VALUES ($1, $2, $3, now())`,
+        [
+          `interrupted-${collection}`,
+          EJSON.stringify({ startAtOperationTime: operationTime }, { relaxed: false }),
+          EJSON.stringify({ collections: { [collection]: { lastId: 49 } } }, { relaxed: false }),
+        ],
+      );
+      const relay = await startRelay(
+        relayArgs(
+          target.url,
+          database,
+          '--collection',
+          collection,
+          '--stream-id',
+          `interrupted-${collection}`,
+          '--snapshot',
+          'only',
+        ),
+      );
+      await relay.done;
+    }
+    const single = await tableRows(target, 'single');
+    expect(single.has('49')).toBe(false);
+    expect(single.has('50')).toBe(true);
+    expect(single.size).toBe(50);
+    await expectConverges(db.collection('mixed'), target, 'mixed');
+  });
 
   it('rides out the target being down for seconds: no loss, no duplicates, still running', async () => {
     const server = await PostgresServer.start();

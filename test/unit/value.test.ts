@@ -19,6 +19,7 @@ import {
   UUID,
 } from 'bson';
 import { oidOf, toJsonObject, toJsonValue } from '../../src/convert/value.js';
+import { idTypeGroup } from '../../src/mongo/snapshot.js';
 import { crateDialect } from '../../src/target/cratedb.js';
 import { postgresDialect } from '../../src/target/postgres.js';
 import { RowError } from '../../src/errors.js';
@@ -152,5 +153,25 @@ describe('real sample documents', () => {
       accounts: [371138],
       geo: { type: 'Point', coordinates: [-93.24565, 44.85466] },
     });
+  });
+});
+
+describe('idTypeGroup (MongoDB sorts _ids by these groups first)', () => {
+  it.each([
+    ['MinKey', new MinKey(), 0],
+    ['null', null, 1],
+    ['number', 5, 2],
+    ['Long', Long.fromNumber(5), 2],
+    ['Decimal128', Decimal128.fromString('1'), 2],
+    ['string', 'a', 3],
+    ['object', { a: 1 }, 4],
+    ['Binary', new Binary(Buffer.from('x')), 6],
+    ['ObjectId', oid, 7],
+    ['boolean', true, 8],
+    ['Date', new Date(0), 9],
+    ['Timestamp', new Timestamp({ t: 1, i: 1 }), 10],
+    ['MaxKey', new MaxKey(), 12],
+  ])('%s', (_name, id, group) => {
+    expect(idTypeGroup(id)).toBe(group);
   });
 });
