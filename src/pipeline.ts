@@ -46,7 +46,6 @@ export class Relay {
   private streamOpen = false;
   private collections: string[] = [];
   private checkpoint: Checkpoint = { position: null, snapshot: null, eventTime: null };
-  private lastCheckpointAt = 0;
   /** Position after the last batch read: where a stream reopened after a fault continues. */
   private lastReadPosition: StreamPosition | null = null;
   private phase = 'starting';
@@ -166,8 +165,7 @@ export class Relay {
 
   private async saveCheckpoint(signal?: AbortSignal): Promise<void> {
     await this.target(() => this.writer.saveCheckpoint(this.writer.db, this.checkpoint), signal);
-    this.lastCheckpointAt = Date.now();
-    this.stats.lastCheckpointMs = this.lastCheckpointAt;
+    this.stats.lastCheckpointMs = Date.now();
   }
 
   // ---- snapshot ----------------------------------------------------------------------------
@@ -318,7 +316,7 @@ export class Relay {
     countByLabels(events, (labels, n) => this.metrics.eventsRead.inc(labels, n));
     if (events.length === 0) {
       this.stats.caughtUp = true;
-      const idleFor = Date.now() - this.lastCheckpointAt;
+      const idleFor = Date.now() - (this.stats.lastCheckpointMs ?? 0);
       if (position && idleFor >= this.options.idleCheckpointMs) {
         this.checkpoint = { ...this.checkpoint, position };
         await this.saveCheckpoint(signal);
@@ -348,8 +346,7 @@ export class Relay {
       await this.target(() => this.applyControl(control), signal);
       await this.saveCheckpoint(signal);
     } else {
-      this.lastCheckpointAt = Date.now();
-      this.stats.lastCheckpointMs = this.lastCheckpointAt;
+      this.stats.lastCheckpointMs = Date.now();
     }
     this.metrics.batchSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
     const committed = Date.now();

@@ -5,6 +5,7 @@ import { ConfigError, errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
 import { serveMetrics } from '../metrics.js';
 import { connectMongo } from '../mongo/connect.js';
+import { onStopSignal } from '../signals.js';
 import { Relay } from '../pipeline.js';
 import { startProgress } from '../stats.js';
 import { connectTarget } from '../target/connect.js';
@@ -61,13 +62,11 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
     log.info(`${signal}: finishing the batch in flight, then stopping`);
     controller.abort();
   };
-  const onInt = () => stop('SIGINT');
-  const onTerm = () => stop('SIGTERM');
+  let releaseSignals = () => {};
   if (run.signal) {
     run.signal.addEventListener('abort', () => controller.abort(), { once: true });
   } else {
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
+    releaseSignals = onStopSignal(stop);
   }
   const stopProgress = startProgress(
     relay.stats,
@@ -99,8 +98,7 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
   } finally {
     stopProgress();
     await metricsServer?.close();
-    process.off('SIGINT', onInt);
-    process.off('SIGTERM', onTerm);
+    releaseSignals();
     await client.close().catch(() => {});
     await target.close().catch(() => {});
   }

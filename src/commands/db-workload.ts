@@ -2,6 +2,7 @@
 // terminal (a line every few seconds otherwise) and a summary at the end.
 import type { WorkloadSettings } from '../config.js';
 import { connectMongo } from '../mongo/connect.js';
+import { onStopSignal } from '../signals.js';
 import { runWorkload, type WorkloadProgress, type WorkloadSummary } from '../workload/runner.js';
 
 const BAR_WIDTH = 30;
@@ -38,8 +39,7 @@ export async function dbWorkload(
   const client = await connectMongo(settings.mongodbUrl, { requireChangeStreams: true });
   const controller = new AbortController();
   const stop = () => controller.abort();
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  const releaseSignals = onStopSignal(stop);
   let lastLine = 0;
   const onProgress = (p: WorkloadProgress) => {
     if (err.isTTY) {
@@ -55,8 +55,7 @@ export async function dbWorkload(
     err.write(`${summaryText(settings, summary)}\n`);
     return summary;
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    releaseSignals();
     await client.close().catch(() => {});
   }
 }

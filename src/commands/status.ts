@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import type { TargetSettings } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { connectTarget } from '../target/connect.js';
+import { tableExists } from '../target/sql.js';
 import { CHECKPOINT_TABLE, DEAD_LETTER_TABLE, type AnyDb } from '../target/writer.js';
 
 export interface StreamStatus {
@@ -35,15 +36,6 @@ export function positionTime(position: Document | null): string | null {
   }
   const time = position.startAtOperationTime as { t?: number } | undefined;
   return typeof time?.t === 'number' ? new Date(time.t * 1000).toISOString() : null;
-}
-
-async function tableExists(db: AnyDb, schema: string, table: string): Promise<boolean> {
-  const { rows } = await sql<{
-    n: number;
-  }>`SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = ${schema} AND table_name = ${table}`.execute(
-    db,
-  );
-  return Number(rows[0]?.n ?? 0) > 0;
 }
 
 export async function readStatus(

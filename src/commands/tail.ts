@@ -4,6 +4,7 @@ import { EJSON, type Document } from 'bson';
 import type { TailSettings } from '../config.js';
 import { oidOf } from '../convert/value.js';
 import { connectMongo } from '../mongo/connect.js';
+import { onStopSignal } from '../signals.js';
 import { ChangeSource, nextOperationTime } from '../mongo/source.js';
 
 export function formatPretty(event: Document): string {
@@ -45,8 +46,7 @@ export async function tail(
   });
   const controller = new AbortController();
   const stop = () => controller.abort();
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  const releaseSignals = onStopSignal(stop);
   // A reader that went away (`relay tail | head`) ends the command quietly.
   out.on('error', stop);
   let printed = 0;
@@ -65,8 +65,7 @@ export async function tail(
       }
     }
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    releaseSignals();
     await source.close();
     await client.close().catch(() => {});
   }

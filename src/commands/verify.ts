@@ -1,11 +1,11 @@
 // `relay verify`: does the table hold exactly the collection, converted as the relay converts it?
 // Exit 0 only when it does; with --wait, keeps checking while writes may still be in flight.
-import { sql } from 'kysely';
 import type { VerifySettings } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { connectMongo } from '../mongo/connect.js';
 import { listCollections } from '../mongo/snapshot.js';
 import { connectTarget } from '../target/connect.js';
+import { tableExists } from '../target/sql.js';
 import { reportText, verify, type VerifyReport } from '../verify.js';
 
 export async function verifyCommand(
@@ -23,12 +23,7 @@ export async function verifyCommand(
           `collection ${settings.database}.${settings.collection} does not exist`,
         );
       }
-      const { rows } = await sql<{
-        n: number;
-      }>`SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = ${schema} AND table_name = ${table}`.execute(
-        target.db,
-      );
-      if (Number(rows[0]?.n ?? 0) === 0) {
+      if (!(await tableExists(target.db, schema, table))) {
         throw new ConfigError(
           `table ${schema}.${table} does not exist on the target; check --schema and --table`,
         );

@@ -2,6 +2,7 @@
 import { MongoClient } from 'mongodb';
 import { ConfigError, RelayError, errorMessage } from '../errors.js';
 import { redact } from '../log.js';
+import { standaloneError } from './errors.js';
 
 export interface ConnectOptions {
   /** Change streams need a replica set (or sharded cluster); workloads do not. */
@@ -29,9 +30,7 @@ export async function connectMongo(url: string, options: ConnectOptions): Promis
     await client.connect();
     const hello = await client.db('admin').command({ hello: 1 });
     if (options.requireChangeStreams && !hello.setName && hello.msg !== 'isdbgrid') {
-      throw new ConfigError(
-        `MongoDB at ${redact(url)} is a standalone server, and change streams need a replica set (error 40573): start mongod with --replSet rs0 and run rs.initiate() once; a one-member replica set is enough`,
-      );
+      throw standaloneError(redact(url));
     }
     return client;
   } catch (error) {

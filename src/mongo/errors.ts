@@ -14,6 +14,13 @@ export function isTransientMongoError(error: unknown): boolean {
   return error instanceof MongoServerError && error.hasErrorLabel('ResumableChangeStreamError');
 }
 
+/** A MongoDB that is no replica set: what is wrong and how to fix it. */
+export function standaloneError(where: string): ConfigError {
+  return new ConfigError(
+    `MongoDB at ${where} is a standalone server, and change streams need a replica set (error 40573): start mongod with --replSet rs0 and run rs.initiate() once; a one-member replica set is enough`,
+  );
+}
+
 /** Rewrites driver errors that users cause or must act on; others pass through unchanged. */
 export function explainMongoError(error: unknown, where: string): unknown {
   if (!(error instanceof MongoServerError)) {
@@ -23,9 +30,7 @@ export function explainMongoError(error: unknown, where: string): unknown {
   }
   switch (error.code) {
     case 40573:
-      return new ConfigError(
-        `MongoDB at ${where} is a standalone server, and change streams need a replica set: start mongod with --replSet rs0 and run rs.initiate() once (a one-member replica set is enough)`,
-      );
+      return standaloneError(where);
     case 286:
       return new HistoryLostError(
         `the checkpoint of ${where} is older than the oldest entry in MongoDB's oplog, so the changes since then are gone; re-copy with --snapshot initial after deleting the checkpoint (relay_checkpoints row), or enlarge the oplog to keep this from happening again`,

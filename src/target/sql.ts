@@ -1,5 +1,6 @@
 // The one place identifiers are quoted and SQL files are loaded.
 import fs from 'node:fs';
+import { sql, type Kysely } from 'kysely';
 
 const SQL_DIR = new URL('../../sql/', import.meta.url);
 
@@ -26,4 +27,17 @@ export function loadSql(dialect: string, name: string, vars: Record<string, stri
     if (value === undefined) throw new Error(`${path} needs {{${key}}}`);
     return key === 'schema' || key === 'table' ? quoteIdent(value) : value;
   });
+}
+
+/** Whether `schema.table` exists on the target. */
+export async function tableExists(
+  db: Kysely<unknown>,
+  schema: string,
+  table: string,
+): Promise<boolean> {
+  const { rows } = await sql<{ n: number }>`
+    SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = ${schema} AND table_name = ${table}`.execute(
+    db,
+  );
+  return Number(rows[0]?.n ?? 0) > 0;
 }

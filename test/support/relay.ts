@@ -204,6 +204,8 @@ export async function parseOptions(
   sub.action((...params: unknown[]) => {
     parsed = (params.at(-1) as { opts(): Record<string, unknown> }).opts();
   });
+  // A parse error throws here instead of ending the test process.
+  program.exitOverride();
   await program.parseAsync(['node', 'relay', command, ...args]);
   return parsed;
 }

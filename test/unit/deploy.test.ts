@@ -9,6 +9,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { buildProgram } from '../../src/cli.js';
+import { parseOptions } from '../support/relay.js';
 import { relaySettings, workloadSettings } from '../../src/config.js';
 
 const root = new URL('../../', import.meta.url);
@@ -58,15 +59,7 @@ async function parseWithEnv(
   }
   Object.assign(process.env, env);
   try {
-    const program = buildProgram();
-    const sub = program.commands.find((c) => c.name() === command[0])!;
-    let options: Record<string, unknown> = {};
-    sub.action((...args: unknown[]) => {
-      options = (args.at(-1) as { opts(): Record<string, unknown> }).opts();
-    });
-    program.exitOverride();
-    await program.parseAsync(['node', 'relay', ...command]);
-    return options;
+    return await parseOptions(command[0]!, command.slice(1));
   } finally {
     process.env = saved;
   }
