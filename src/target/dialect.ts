@@ -10,8 +10,8 @@ import {
 } from 'kysely';
 import type { KeyPolicy } from '../convert/value.js';
 import { ConfigError } from '../errors.js';
-import { crateDialect } from './cratedb.js';
-import { postgresDialect } from './postgres.js';
+import { crateDialect } from './cratedb/dialect.js';
+import { postgresDialect } from './postgres/dialect.js';
 
 export type DialectName = 'cratedb' | 'postgres';
 export type ObjectPolicy = 'dynamic' | 'ignored';

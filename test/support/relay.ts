@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { main } from '../../src/cli.js';
 import { toJsonObject, oidOf, keepKeys } from '../../src/convert/value.js';
-import { crateDialect } from '../../src/target/cratedb.js';
+import { crateDialect } from '../../src/target/cratedb/dialect.js';
 import type { TestTarget } from './postgres.js';
 
 export async function waitFor<T>(

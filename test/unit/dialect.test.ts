@@ -10,10 +10,10 @@ import {
 } from 'kysely';
 import { convertEvent, type RowEvent } from '../../src/convert/event.js';
 import { foldBatch } from '../../src/convert/fold.js';
-import { crateDialect } from '../../src/target/cratedb.js';
+import { crateDialect } from '../../src/target/cratedb/dialect.js';
 import type { Dialect } from '../../src/target/dialect.js';
 import { classifyTargetError } from '../../src/target/errors.js';
-import { postgresDialect } from '../../src/target/postgres.js';
+import { postgresDialect } from '../../src/target/postgres/dialect.js';
 import { quoteIdent } from '../../src/target/sql.js';
 import { TargetWriter, type AnyDb } from '../../src/target/writer.js';
 

@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { ObjectId, Timestamp, type Document } from 'bson';
 import { convertEvent, type RowEvent } from '../../src/convert/event.js';
 import { applyPatch, foldBatch } from '../../src/convert/fold.js';
-import { crateDialect } from '../../src/target/cratedb.js';
-import { postgresDialect } from '../../src/target/postgres.js';
+import { crateDialect } from '../../src/target/cratedb/dialect.js';
+import { postgresDialect } from '../../src/target/postgres/dialect.js';
 
 const id = new ObjectId('5ca4bbc7a2dd94ee5816238c');
 let seq = 1;

@@ -20,8 +20,8 @@ import {
 } from 'bson';
 import { oidOf, toJsonObject, toJsonValue } from '../../src/convert/value.js';
 import { idTypeGroup } from '../../src/mongo/snapshot.js';
-import { crateDialect } from '../../src/target/cratedb.js';
-import { postgresDialect } from '../../src/target/postgres.js';
+import { crateDialect } from '../../src/target/cratedb/dialect.js';
+import { postgresDialect } from '../../src/target/postgres/dialect.js';
 import { RowError } from '../../src/errors.js';
 
 const oid = new ObjectId('5ca4bbcea2dd94ee58162a68');

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
-import type { Dialect } from './dialect.js';
-import { loadSql } from './sql.js';
+import type { Dialect } from '../dialect.js';
+import { loadSql } from '../sql.js';
 
 export const postgresDialect: Dialect = {
   name: 'postgres',

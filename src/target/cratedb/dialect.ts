@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
-import type { Dialect } from './dialect.js';
-import { loadSql, quoteIdent } from './sql.js';
+import type { Dialect } from '../dialect.js';
+import { loadSql, quoteIdent } from '../sql.js';
 
 // CrateDB rejects these inside object keys: `.` and `[ ]` (subscripts), tab, CR and LF.
 const FORBIDDEN_KEY_CHARS = /[.[\]\t\r\n]/g;
