@@ -2,7 +2,7 @@
 // validated settings. Every problem is one sentence naming the option.
 import { EJSON, type Document } from 'bson';
 import type { FullDocumentMode } from './mongo/source.js';
-import type { OnDrop, SnapshotMode } from './pipeline.js';
+import type { OnDrop, SnapshotMode } from './relay/pipeline.js';
 import type { DialectName, ObjectPolicy } from './target/dialect.js';
 import type { DeadLetterSettings } from './commands/dead-letters.js';
 import { ConfigError } from './errors.js';

@@ -6,7 +6,7 @@ import { createLogger } from '../log.js';
 import { serveMetrics } from '../metrics.js';
 import { connectMongo } from '../mongo/connect.js';
 import { onStopSignal } from '../signals.js';
-import { Relay } from '../pipeline.js';
+import { Relay } from '../relay/pipeline.js';
 import { startProgress } from '../stats.js';
 import { connectTarget } from '../target/connect.js';
 import { TargetWriter } from '../target/writer.js';

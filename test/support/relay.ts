@@ -214,7 +214,7 @@ export interface RunningRelay {
   /** Stops it (after the batch in flight) and waits until it has. */
   stop(): Promise<void>;
   /** Settles when the relay ends by itself (an error, or --snapshot only). */
-  done: Promise<import('../../src/pipeline.js').Relay>;
+  done: Promise<import('../../src/relay/pipeline.js').Relay>;
 }
 
 /** `relay cdc-relay <args>` in this process; resolves once every later write will be relayed. */
@@ -232,8 +232,8 @@ export async function startRelay(args: string[]): Promise<RunningRelay> {
     ]),
   );
   const controller = new AbortController();
-  let started!: (relay: import('../../src/pipeline.js').Relay) => void;
-  const relay = new Promise<import('../../src/pipeline.js').Relay>(
+  let started!: (relay: import('../../src/relay/pipeline.js').Relay) => void;
+  const relay = new Promise<import('../../src/relay/pipeline.js').Relay>(
     (resolve) => (started = resolve),
   );
   const done = cdcRelay(settings, { signal: controller.signal, onStart: started });

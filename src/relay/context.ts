@@ -1,0 +1,86 @@
+// What every job of the relay shares: the clients, the settings, the checkpoint in memory, and
+// retries that keep health and metrics up to date. The jobs (copy, stream, control) take it.
+import type { MongoClient } from 'mongodb';
+import type { Logger } from '../log.js';
+import type { RelayMetrics } from '../metrics.js';
+import { isTransientMongoError } from '../mongo/errors.js';
+import type { SourceOptions } from '../mongo/source.js';
+import { withRetry } from '../retry.js';
+import type { RelayStats } from '../stats.js';
+import { classifyTargetError } from '../target/errors.js';
+import type { Checkpoint, TargetWriter, WriteResult } from '../target/writer.js';
+import type { RelayHealth } from './health.js';
+
+export type SnapshotMode = 'initial' | 'never' | 'only';
+export type OnDrop = 'ignore' | 'truncate' | 'drop';
+
+export interface RelayOptions extends SourceOptions {
+  snapshot: SnapshotMode;
+  onDrop: OnDrop;
+  /** How often an idle relay stores the stream's latest position (so it never falls off the oplog). */
+  idleCheckpointMs: number;
+}
+
+export class RelayContext {
+  /** The collections relayed: those asked for, or every collection of the database. */
+  collections: string[] = [];
+  /** The checkpoint as last written (or about to be written with the batch in flight). */
+  checkpoint: Checkpoint = { position: null, snapshot: null, eventTime: null };
+
+  constructor(
+    readonly client: MongoClient,
+    readonly writer: TargetWriter,
+    readonly options: RelayOptions,
+    readonly log: Logger,
+    readonly stats: RelayStats,
+    readonly metrics: RelayMetrics,
+    readonly health: RelayHealth,
+  ) {}
+
+  /** Runs a target operation, retrying transient faults with backoff. */
+  target<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return withRetry(fn, {
+      what: 'target',
+      isTransient: (e) => classifyTargetError(e) === 'transient',
+      log: this.log,
+      signal,
+      ...this.health.retrying('target'),
+    });
+  }
+
+  /** Runs a MongoDB operation, retrying transient faults with backoff. */
+  mongo<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return withRetry(fn, {
+      what: 'MongoDB',
+      isTransient: isTransientMongoError,
+      log: this.log,
+      signal,
+      ...this.health.retrying('mongodb'),
+    });
+  }
+
+  async saveCheckpoint(signal?: AbortSignal): Promise<void> {
+    await this.target(() => this.writer.saveCheckpoint(this.writer.db, this.checkpoint), signal);
+    this.stats.lastCheckpointMs = Date.now();
+  }
+
+  countDeadLetters(result: WriteResult): void {
+    if (result.deadLetters.length === 0) return;
+    this.stats.deadLetters += result.deadLetters.length;
+    for (const letter of result.deadLetters) {
+      this.metrics.deadLetters.inc({ namespace: `${this.options.database}.${letter.collection}` });
+      this.log.warn(
+        `dead-lettered ${this.options.database}.${letter.collection} ${letter.oid}: ${letter.error}`,
+      );
+    }
+  }
+}
+
+/**
+ * A read that runs while the previous batch is written: its failure is raised where it is
+ * awaited, not as an unhandled rejection (which would end the process) while the write runs.
+ */
+export function readAhead<T>(read: Promise<T>): Promise<T> {
+  read.catch(() => {});
+  return read;
+}

@@ -1,0 +1,101 @@
+// The initial snapshot: each collection copied in `_id` order, in batches written with a
+// checkpoint naming the last `_id`, so an interrupted copy resumes after it.
+import type { Document } from 'mongodb';
+import { convertEvent, type RowEvent } from '../convert/event.js';
+import { foldBatch } from '../convert/fold.js';
+import { resumeAfter, snapshotBatches } from '../mongo/snapshot.js';
+import { readAhead, type RelayContext } from './context.js';
+
+export interface SnapshotProgress {
+  collections: Record<string, { lastId?: unknown; done?: boolean }>;
+}
+
+/** Copies every collection not copied yet; returns when done or stopped. */
+export async function copySnapshot(ctx: RelayContext, signal: AbortSignal): Promise<void> {
+  const { client, options, log } = ctx;
+  const progress = ctx.checkpoint.snapshot as SnapshotProgress;
+  for (const collection of ctx.collections) {
+    const state = (progress.collections[collection] ??= {});
+    if (state.done) continue;
+    ctx.health.phase = 'snapshot';
+    const namespace = `${options.database}.${collection}`;
+    const estimate = await client
+      .db(options.database)
+      .collection(collection)
+      .estimatedDocumentCount();
+    ctx.metrics.snapshotEstimated.set({ namespace }, estimate);
+    log.info(`copying ${namespace}`, {
+      estimatedDocuments: estimate,
+      resumingAfter: state.lastId === undefined ? null : String(state.lastId),
+    });
+    // A MongoDB fault mid-copy is retried like any other: the copy starts again after the last
+    // _id it wrote.
+    const finished = await ctx.mongo(
+      () => copyCollection(ctx, collection, state, namespace, signal),
+      signal,
+    );
+    if (!finished) return;
+    state.done = true;
+    await ctx.saveCheckpoint(signal);
+    log.info(`copied ${namespace}`);
+  }
+  ctx.checkpoint.snapshot = null;
+  await ctx.saveCheckpoint(signal);
+  log.info(`snapshot complete: ${ctx.stats.snapshotDocs} documents`);
+}
+
+/** Copies one collection after `state.lastId`; false when stopped before the end. */
+async function copyCollection(
+  ctx: RelayContext,
+  collection: string,
+  state: { lastId?: unknown },
+  namespace: string,
+  signal: AbortSignal,
+): Promise<boolean> {
+  const { client, options } = ctx;
+  const resume = await resumeAfter(client, options.database, collection, state.lastId);
+  if (resume.mixedTypes) {
+    ctx.log.warn(
+      `${namespace} has _ids of several BSON types: copying it again from the start, since resuming after the last _id would skip the other types`,
+    );
+  }
+  const batches = snapshotBatches(
+    client,
+    options.database,
+    collection,
+    options.batchSize,
+    resume.afterId,
+  );
+  let pending = readAhead(batches.next());
+  try {
+    while (true) {
+      const next = await pending;
+      if (next.done) return true;
+      if (signal.aborted) return false;
+      pending = readAhead(batches.next());
+      const docs = next.value;
+      const rows = docs.map((doc) => snapshotRow(ctx, collection, doc));
+      const result = await ctx.target(() => {
+        // The checkpoint written with these rows names their last _id.
+        state.lastId = docs.at(-1)!._id;
+        return ctx.writer.write(foldBatch(rows), ctx.checkpoint);
+      }, signal);
+      ctx.stats.snapshotDocs += docs.length;
+      ctx.metrics.snapshotCopied.inc({ namespace }, docs.length);
+      ctx.countDeadLetters(result);
+    }
+  } finally {
+    await batches.return(undefined);
+  }
+}
+
+/** A copied document as the row event an insert of it would be. */
+function snapshotRow(ctx: RelayContext, collection: string, doc: Document): RowEvent {
+  const event = {
+    operationType: 'insert',
+    ns: { db: ctx.options.database, coll: collection },
+    documentKey: { _id: doc._id },
+    fullDocument: doc,
+  };
+  return convertEvent(event, ctx.writer.dialect.objectKey) as RowEvent;
+}

@@ -1,0 +1,85 @@
+// source -> convert -> fold -> write -> checkpoint. Wires the relay's jobs: the checkpoint read
+// (or the start position noted), the initial snapshot (copy.ts) when asked and not done, then
+// the change stream (stream.ts) from the position noted before the copy.
+import type { MongoClient } from 'mongodb';
+import { ConfigError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { RelayMetrics, type Health } from '../metrics.js';
+import { listCollections } from '../mongo/snapshot.js';
+import { nextOperationTime } from '../mongo/source.js';
+import { RelayStats } from '../stats.js';
+import type { TargetWriter } from '../target/writer.js';
+import { RelayContext, type RelayOptions } from './context.js';
+import { copySnapshot, type SnapshotProgress } from './copy.js';
+import { RelayHealth } from './health.js';
+import { streamChanges } from './stream.js';
+
+export type { OnDrop, RelayOptions, SnapshotMode } from './context.js';
+
+export class Relay {
+  readonly stats = new RelayStats();
+  readonly metrics = new RelayMetrics(this.stats);
+  private readonly ctx: RelayContext;
+  private markReady!: () => void;
+  /** Settles once the start position is fixed: every later source write will be relayed. */
+  readonly ready = new Promise<void>((resolve) => (this.markReady = resolve));
+
+  constructor(client: MongoClient, writer: TargetWriter, options: RelayOptions, log: Logger) {
+    const health = new RelayHealth(this.metrics, this.stats, writer.db);
+    this.ctx = new RelayContext(client, writer, options, log, this.stats, this.metrics, health);
+  }
+
+  /** What the relay is doing now, for progress lines. */
+  get status(): string {
+    const { database, collections } = this.ctx.options;
+    return `${this.ctx.health.phase} ${database}${collections ? `.${collections.join(',')}` : ''}`;
+  }
+
+  health(): Promise<Health> {
+    return this.ctx.health.check();
+  }
+
+  /** Runs until `signal` aborts (after the batch in flight is written) or a fatal error. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { ctx } = this;
+    const { client, writer, log } = ctx;
+    const { database, collections, snapshot } = ctx.options;
+    ctx.collections = collections ?? (await listCollections(client, database));
+    if (collections) await this.requireCollections(collections);
+    await ctx.target(() => writer.prepare(ctx.collections), signal);
+    const stored = await ctx.target(() => writer.readCheckpoint(), signal);
+    if (stored?.position) {
+      ctx.checkpoint = stored;
+      log.info(`resuming from checkpoint ${writer.options.streamId}`, {
+        eventTime: stored.eventTime?.toISOString() ?? null,
+        snapshotPending: stored.snapshot !== null,
+      });
+    } else {
+      // Note the stream position before copying: changes during the copy replay afterwards.
+      const position = { startAtOperationTime: await nextOperationTime(client, database) };
+      const progress: SnapshotProgress | null = snapshot === 'never' ? null : { collections: {} };
+      ctx.checkpoint = { position, snapshot: progress, eventTime: null };
+      await ctx.saveCheckpoint(signal);
+    }
+    this.markReady();
+    if (ctx.checkpoint.snapshot) {
+      await copySnapshot(ctx, signal);
+      if (signal.aborted) return;
+    } else if (snapshot === 'only') {
+      log.info(`the snapshot of ${this.status} was completed earlier; nothing to copy`);
+    }
+    if (snapshot === 'only') return;
+    await streamChanges(ctx, ctx.checkpoint.position!, signal);
+  }
+
+  private async requireCollections(collections: string[]): Promise<void> {
+    const { database } = this.ctx.options;
+    const existing = new Set(await listCollections(this.ctx.client, database));
+    const missing = collections.filter((c) => !existing.has(c));
+    if (missing.length > 0 && this.ctx.options.snapshot !== 'never') {
+      throw new ConfigError(
+        `collection ${missing.map((c) => `${database}.${c}`).join(', ')} does not exist; check --database and --collection (or use --snapshot never to wait for it)`,
+      );
+    }
+  }
+}

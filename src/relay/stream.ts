@@ -1,0 +1,130 @@
+// The change stream: batches read one ahead of the batch being written (a slow target slows
+// reading instead of growing a queue), each converted, folded, written with its checkpoint.
+// A MongoDB fault reopens the stream after the last batch read.
+import type { Document } from 'mongodb';
+import { convertEvent, type ControlEvent, type RowEvent } from '../convert/event.js';
+import { foldBatch } from '../convert/fold.js';
+import { errorMessage } from '../errors.js';
+import { ChangeSource, type SourceBatch, type StreamPosition } from '../mongo/source.js';
+import { eventTimeMs } from '../stats.js';
+import type { Checkpoint } from '../target/writer.js';
+import { readAhead, type RelayContext } from './context.js';
+import { applyControl } from './control.js';
+
+/** Streams from `position` until `signal` aborts (after the batch in flight) or a fatal error. */
+export async function streamChanges(
+  ctx: RelayContext,
+  position: StreamPosition,
+  signal: AbortSignal,
+): Promise<void> {
+  const source = new ChangeSource(ctx.client, ctx.options);
+  ctx.health.phase = 'streaming';
+  source.open(position);
+  /** Position after the last batch read: where a stream reopened after a fault continues. */
+  let lastReadPosition: StreamPosition | null = null;
+  let reopen = false;
+  const read = () =>
+    ctx.mongo(async () => {
+      if (reopen) {
+        await source.close();
+        source.open(lastReadPosition ?? position);
+        reopen = false;
+      }
+      try {
+        const batch = await source.next();
+        ctx.health.streamOpen = true;
+        lastReadPosition = batch.position ?? lastReadPosition;
+        return batch;
+      } catch (error) {
+        ctx.log.debug(`reading the change stream failed: ${errorMessage(error)}`);
+        ctx.health.streamOpen = false;
+        reopen = true;
+        throw error;
+      }
+    }, signal);
+  let pending: Promise<SourceBatch> | null = readAhead(read());
+  try {
+    while (pending) {
+      const batch: SourceBatch = await pending;
+      pending = signal.aborted ? null : readAhead(read());
+      await applyBatch(ctx, batch, signal);
+    }
+  } finally {
+    await pending?.catch(() => undefined);
+    ctx.health.streamOpen = false;
+    await source.close();
+  }
+}
+
+/** Writes one batch and its checkpoint (after a control event's effect, when it ends the batch). */
+async function applyBatch(
+  ctx: RelayContext,
+  batch: SourceBatch,
+  signal: AbortSignal,
+): Promise<void> {
+  const { stats, metrics, writer } = ctx;
+  const { events, position } = batch;
+  stats.recordRead(events);
+  countByLabels(events, (labels, n) => metrics.eventsRead.inc(labels, n));
+  if (events.length === 0) {
+    stats.caughtUp = true;
+    const idleFor = Date.now() - (stats.lastCheckpointMs ?? 0);
+    if (position && idleFor >= ctx.options.idleCheckpointMs) {
+      ctx.checkpoint = { ...ctx.checkpoint, position };
+      await ctx.saveCheckpoint(signal);
+    }
+    return;
+  }
+  const converted = events.map((e) => convertEvent(e, writer.dialect.objectKey));
+  const rows = converted.filter((c): c is RowEvent => c.type === 'row');
+  const control = converted.find((c): c is ControlEvent => c.type === 'control');
+  const last = events.at(-1)!;
+  const lastTime = eventTimeMs(last);
+  const next: Checkpoint = {
+    position: position ?? ctx.checkpoint.position,
+    snapshot: null,
+    eventTime: lastTime === null ? ctx.checkpoint.eventTime : new Date(lastTime),
+  };
+  const started = process.hrtime.bigint();
+  if (rows.length > 0) {
+    const result = await ctx.target(
+      () => writer.write(foldBatch(rows), control ? null : next),
+      signal,
+    );
+    ctx.countDeadLetters(result);
+  }
+  ctx.checkpoint = next;
+  if (control) {
+    await ctx.target(() => applyControl(ctx, control), signal);
+    await ctx.saveCheckpoint(signal);
+  } else {
+    stats.lastCheckpointMs = Date.now();
+  }
+  metrics.batchSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+  const committed = Date.now();
+  metrics.observeLatency(
+    events.filter((e) => e.wallTime instanceof Date).map((e) => (e.wallTime as Date).getTime()),
+    committed,
+  );
+  metrics.batches.inc();
+  countByLabels(events, (labels, n) => metrics.eventsWritten.inc(labels, n));
+  stats.recordWritten(events);
+}
+
+/** Counts events per (operation, namespace), so counters move once per label set and batch. */
+function countByLabels(
+  events: Document[],
+  add: (labels: { operation: string; namespace: string }, n: number) => void,
+): void {
+  const counts = new Map<string, { labels: { operation: string; namespace: string }; n: number }>();
+  for (const event of events) {
+    const ns = event.ns as { db?: string; coll?: string } | undefined;
+    const operation = String(event.operationType);
+    const namespace = ns?.coll ? `${ns.db}.${ns.coll}` : (ns?.db ?? '');
+    const key = `${operation}\u0000${namespace}`;
+    const entry = counts.get(key);
+    if (entry) entry.n++;
+    else counts.set(key, { labels: { operation, namespace }, n: 1 });
+  }
+  for (const { labels, n } of counts.values()) add(labels, n);
+}
