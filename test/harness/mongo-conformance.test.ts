@@ -5,6 +5,7 @@ import {
   Decimal128,
   Long,
   MongoClient,
+  MongoNetworkError,
   MongoServerError,
   ObjectId,
   Timestamp,
@@ -372,6 +373,147 @@ describe('change streams', () => {
   });
 });
 
+// configureFailPoint as a mongod with enableTestCommands=1 answers it (a real server under
+// TEST_MONGODB_URL needs that parameter). Sources: src/mongo/db/commands/fail_point_cmd.cpp,
+// src/mongo/util/fail_point.cpp (modes, `count`), src/mongo/db/commands.cpp
+// (evaluateFailCommandFailPoint, shouldActivateFailCommandFailPoint), src/mongo/db/query/
+// getmore_cmd.cpp (failGetMoreAfterCursorCheckout), src/mongo/db/error_labels.cpp (labels);
+// unified test format "Server Fail Points"; change-streams-resume-errorLabels.yml.
+describe('fail points (configureFailPoint)', () => {
+  const admin = () => client.db('admin');
+  const configure = (command: Document) => admin().command(command);
+  const off = async () => {
+    await configure({ configureFailPoint: 'failCommand', mode: 'off' });
+    await configure({ configureFailPoint: 'failGetMoreAfterCursorCheckout', mode: 'off' });
+  };
+  const failCommand = (mode: unknown, data: Document) =>
+    configure({ configureFailPoint: 'failCommand', mode, data });
+
+  it('answers with the count of earlier activations; refuses unknown fail points and modes', async () => {
+    await off();
+    const coll = client.db(mongo.database()).collection<Document>('count');
+    await failCommand('alwaysOn', { failCommands: ['count'], errorCode: 2 });
+    await expect(coll.estimatedDocumentCount()).rejects.toMatchObject({ code: 2 });
+    await expect(coll.estimatedDocumentCount()).rejects.toMatchObject({ code: 2 });
+    const reply = await configure({ configureFailPoint: 'failCommand', mode: 'off' });
+    expect(Number(reply.count)).toBeGreaterThanOrEqual(2);
+    expect(await coll.estimatedDocumentCount()).toBe(0);
+    await expect(
+      configure({ configureFailPoint: 'noSuchFailPoint', mode: 'off' }),
+    ).rejects.toMatchObject({ code: 266, codeName: 'FailPointSetFailed' });
+    await expect(
+      configure({ configureFailPoint: 'failCommand', mode: 'sometimes' }),
+    ).rejects.toMatchObject({ code: 2 });
+    await expect(
+      client.db(mongo.database()).command({ configureFailPoint: 'failCommand', mode: 'off' }),
+    ).rejects.toMatchObject({ code: 13 });
+  });
+
+  it('fails {times: n} matching commands, then turns itself off; {skip: n} lets n pass first', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('modes');
+    await coll.insertOne({ _id: 1 as never });
+    await failCommand({ times: 2 }, { failCommands: ['find'], errorCode: 96 });
+    await expect(coll.findOne({})).rejects.toMatchObject({ code: 96 });
+    expect(await coll.countDocuments()).toBe(1); // aggregate: not counted against times
+    await expect(coll.findOne({})).rejects.toMatchObject({ code: 96 });
+    expect(await coll.findOne({})).toEqual({ _id: 1 });
+    await failCommand({ skip: 1 }, { failCommands: ['find'], errorCode: 96 });
+    expect(await coll.findOne({})).toEqual({ _id: 1 });
+    await expect(coll.findOne({})).rejects.toMatchObject({ code: 96 });
+    await expect(coll.findOne({})).rejects.toMatchObject({ code: 96 });
+    await off();
+    expect(await coll.findOne({})).toEqual({ _id: 1 });
+  });
+
+  it('a failCommand error carries exactly the errorLabels given; without them, what the server computes', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('labels');
+    await coll.insertOne({ _id: 1 as never });
+    // A getMore failed by failCommand never checked out its cursor: no change-stream label.
+    const plain = await openStream(coll.watch());
+    await failCommand({ times: 1 }, { failCommands: ['getMore'], errorCode: 6 });
+    const error = await plain.next().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 6 });
+    expect((error as MongoServerError).errorLabels).toEqual([]);
+    await plain.close();
+    // Given labels are the labels: this one resumes.
+    const labelled = await openStream(coll.watch());
+    await failCommand(
+      { times: 1 },
+      { failCommands: ['getMore'], errorCode: 50, errorLabels: ['ResumableChangeStreamError'] },
+    );
+    await coll.insertOne({ _id: 2 as never });
+    expect((await take(labelled, 1))[0]!.documentKey).toEqual({ _id: 2 });
+    await labelled.close();
+    // The aggregate that opens a change stream gets the label from the server.
+    await failCommand({ times: 1 }, { failCommands: ['aggregate'], errorCode: 6 });
+    const opening = await client
+      .db(coll.dbName)
+      .command({ aggregate: coll.collectionName, pipeline: [{ $changeStream: {} }], cursor: {} })
+      .catch((e: unknown) => e);
+    expect((opening as MongoServerError).errorLabels).toEqual(['ResumableChangeStreamError']);
+    // A retryable write gets RetryableWriteError, so the driver retries it once.
+    await failCommand({ times: 1 }, { failCommands: ['insert'], errorCode: 91 });
+    await coll.insertOne({ _id: 3 as never });
+    // An empty errorLabels list suppresses that: the error reaches the application.
+    await failCommand({ times: 1 }, { failCommands: ['insert'], errorCode: 91, errorLabels: [] });
+    await expect(coll.insertOne({ _id: 4 as never })).rejects.toMatchObject({ code: 91 });
+    expect(await coll.countDocuments()).toBe(3);
+  });
+
+  it('failGetMoreAfterCursorCheckout fails inside getMore: resumable codes resume, others surface', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('checkout');
+    const stream = await openStream(coll.watch());
+    await configure({
+      configureFailPoint: 'failGetMoreAfterCursorCheckout',
+      mode: { times: 1 },
+      data: { errorCode: 6 },
+    });
+    await coll.insertOne({ _id: 1 as never });
+    expect((await take(stream, 1))[0]!.documentKey).toEqual({ _id: 1 });
+    await configure({ configureFailPoint: 'failGetMoreAfterCursorCheckout', mode: { times: 1 } });
+    await coll.insertOne({ _id: 2 as never });
+    const error = await stream.next().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 1, codeName: 'InternalError' });
+    expect((error as MongoServerError).errorLabels).toEqual([]);
+    await stream.close();
+  });
+
+  it('closes the connection, blocks it for blockTimeMS, and applies only to its appName', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('network');
+    await coll.insertOne({ _id: 1 as never });
+    await failCommand({ times: 1 }, { failCommands: ['find'], closeConnection: true });
+    // A closed connection is a network error; the driver retries the read once.
+    expect(await coll.findOne({})).toEqual({ _id: 1 });
+    await failCommand({ times: 2 }, { failCommands: ['find'], closeConnection: true });
+    await expect(coll.findOne({})).rejects.toBeInstanceOf(MongoNetworkError);
+    await failCommand(
+      { times: 1 },
+      { failCommands: ['find'], blockConnection: true, blockTimeMS: 300 },
+    );
+    const started = Date.now();
+    expect(await coll.findOne({})).toEqual({ _id: 1 });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    const app = new MongoClient(mongo.url, {
+      appName: 'failpoint-app',
+      serverSelectionTimeoutMS: 5000,
+    });
+    try {
+      await failCommand('alwaysOn', {
+        failCommands: ['find'],
+        errorCode: 96,
+        appName: 'failpoint-app',
+      });
+      expect(await coll.findOne({})).toEqual({ _id: 1 });
+      await expect(
+        app.db(coll.dbName).collection(coll.collectionName).findOne({}),
+      ).rejects.toMatchObject({ code: 96 });
+    } finally {
+      await off();
+      await app.close();
+    }
+  });
+});
+
 describe.runIf(!process.env.TEST_MONGODB_URL)('faults (harness only)', () => {
   it('kills change-stream cursors; the driver resumes without losing an event', async () => {
     const coll = client.db(mongo.database()).collection<Document>('kill');
@@ -395,13 +537,46 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('faults (harness only)', () => {
     await stream.close();
   });
 
-  it('labels a resumable getMore error so the driver resumes', async () => {
+  it('failGetMore labels a resumable error inside getMore so the driver resumes', async () => {
     const coll = client.db(mongo.database()).collection<Document>('label');
     const stream = await openStream(coll.watch());
-    mongo.harness!.failCommand('getMore', { code: 91 });
+    mongo.harness!.failGetMore({ code: 91 });
     await coll.insertOne({ _id: 1 as never });
     expect((await take(stream, 1))[0]!.documentKey).toEqual({ _id: 1 });
     await stream.close();
+  });
+
+  it('failCommand in process is the failCommand fail point: no change-stream label on getMore', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('nolabel');
+    const stream = await openStream(coll.watch());
+    mongo.harness!.failCommand('getMore', { code: 91 });
+    await coll.insertOne({ _id: 1 as never });
+    const error = await stream.next().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 91 });
+    expect((error as MongoServerError).errorLabels).not.toContain('ResumableChangeStreamError');
+    await stream.close();
+  });
+
+  it('stops and starts again on the same port with data and oplog kept', async () => {
+    const harness = mongo.harness!;
+    const coll = client.db(mongo.database()).collection<Document>('restart');
+    const stream = await openStream(coll.watch());
+    await coll.insertOne({ _id: 1 as never });
+    const [first] = await take(stream, 1);
+    const address = harness.address;
+    await harness.stop();
+    const refused = new MongoClient(mongo.url, { serverSelectionTimeoutMS: 300 });
+    await expect(refused.db('admin').command({ ping: 1 })).rejects.toThrow();
+    await refused.close();
+    await harness.start();
+    expect(harness.address).toBe(address);
+    await coll.insertOne({ _id: 2 as never });
+    expect((await take(stream, 1))[0]!.documentKey).toEqual({ _id: 2 });
+    await stream.close();
+    const resumed = coll.watch([], { resumeAfter: first!._id });
+    expect((await take(resumed, 1))[0]!.documentKey).toEqual({ _id: 2 });
+    await resumed.close();
+    expect(await coll.countDocuments()).toBe(2);
   });
 
   it('applies a retried write once', async () => {

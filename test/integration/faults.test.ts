@@ -113,7 +113,7 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('faults', () => {
       if (i % 2 === 0) mongo.harness!.killChangeStreamCursors();
       else mongo.harness!.dropConnections();
     }
-    mongo.harness!.failCommand('getMore', { code: 10107, times: 2 });
+    mongo.harness!.failGetMore({ code: 10107, times: 2 });
     await writing;
     await expectConverges(coll, target, 'n', 60_000);
     await relay.stop();

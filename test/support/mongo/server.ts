@@ -5,7 +5,8 @@ import net from 'node:net';
 import { Binary, Long, ObjectId, type Document } from 'bson';
 import { Aggregator } from 'mingo';
 import { ChangeStreamCursor } from './changestream.js';
-import { CommandError, RESUMABLE_CODES, RETRYABLE_WRITE_CODES } from './errors.js';
+import { CommandError, serverErrorLabels } from './errors.js';
+import { FailPoints, type CommandContext } from './failpoints.js';
 import { Store, cloneDocument, type UpdateStatement } from './store.js';
 import { MessageReader, OP_QUERY, encodeMsg, encodeReply, type Request } from './wire.js';
 
@@ -21,32 +22,43 @@ export interface HarnessOptions {
   replicaSet?: boolean;
 }
 
+/** An in-process shorthand for a `configureFailPoint` command (see failCommand()). */
 export interface InjectedFailure {
-  code: number;
-  errmsg?: string;
-  /** Labels to send; by default the ones a real server adds for the code and command. */
+  /** The error code to answer with (`data.errorCode`). */
+  code?: number;
+  /** Exactly these labels (`data.errorLabels`); by default the ones the server computes. */
   labels?: string[];
   /** Close the connection instead of replying. */
   closeConnection?: boolean;
-  /** How many matching commands fail (default 1). */
-  times?: number;
+  /** Hold the command this long before failing or running it (`blockConnection`). */
+  blockTimeMS?: number;
+  /** Only for connections of this application (`appName=` in the client's URL). */
+  appName?: string;
+  /** How many matching commands fail (default 1); `'alwaysOn'` until failCommand off. */
+  times?: number | 'alwaysOn';
+}
+
+interface Connection {
+  id: number;
+  socket: net.Socket;
+  /** `client.application.name` of the handshake: what failCommand's `appName` matches. */
+  appName?: string;
 }
 
 type Cursor =
   | { kind: 'documents'; ns: string; docs: Document[] }
   | { kind: 'changeStream'; ns: string; stream: ChangeStreamCursor; wake?: () => void };
 
-const WRITE_COMMANDS = new Set(['insert', 'update', 'delete', 'findAndModify']);
-
 export class MongoHarness {
   readonly store = new Store();
   private server!: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private readonly cursors = new Map<string, Cursor>();
-  private readonly failures = new Map<string, InjectedFailure & { remaining: number }>();
+  readonly failPoints = new FailPoints();
   private readonly retriedWrites = new Map<string, Document>();
   private nextCursorId = 1n;
   private nextConnectionId = 1;
+  private stopped = false;
   private pauseGate: Promise<void> | null = null;
   private releasePause: (() => void) | null = null;
   private readonly electionId = new ObjectId('7fffffff0000000000000001');
@@ -88,12 +100,29 @@ export class MongoHarness {
     return `mongodb://${this.address}/?directConnection=true`;
   }
 
+  /**
+   * Stops as a shut-down mongod does: the port closes, every connection and cursor is gone;
+   * collections and the oplog stay for start(). A stopped harness needs no close().
+   */
   async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
     this.resume();
-    for (const cursor of this.cursors.values()) if (cursor.kind === 'changeStream') cursor.wake?.();
+    for (const cursor of this.cursors.values()) {
+      if (cursor.kind !== 'changeStream') continue;
+      cursor.stream.killed = true;
+      cursor.wake?.();
+    }
     this.cursors.clear();
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Listens again on the same port after stop(), with the same data, oplog and fail points. */
+  async start(): Promise<void> {
+    if (!this.stopped) return;
+    await this.listen({ host: this.host, port: this.port, replicaSet: this.replicaSet });
+    this.stopped = false;
   }
 
   // ---- fault injection -------------------------------------------------------------------
@@ -116,9 +145,47 @@ export class MongoHarness {
     for (const socket of this.sockets) socket.destroy();
   }
 
-  /** The next `times` commands named `command` fail with `code` (like the failCommand failpoint). */
-  failCommand(command: string, failure: InjectedFailure): void {
-    this.failures.set(command, { ...failure, remaining: failure.times ?? 1 });
+  /** `configureFailPoint` in process: the same fail points the command sets over the wire. */
+  configureFailPoint(command: Document): Document {
+    return this.failPoints.configure(command);
+  }
+
+  /**
+   * The next `times` commands named `command` fail as the failCommand fail point makes them
+   * fail: with `code`, carrying `labels` or else the labels the server computes (none for the
+   * change-stream label of a getMore: see failGetMore), or by closing the connection.
+   */
+  failCommand(command: string | string[], failure: InjectedFailure): void {
+    this.failPoints.configure({
+      configureFailPoint: 'failCommand',
+      mode: failModeOf(failure),
+      data: {
+        failCommands: Array.isArray(command) ? command : [command],
+        ...(failure.code !== undefined ? { errorCode: failure.code } : {}),
+        ...(failure.labels ? { errorLabels: failure.labels } : {}),
+        ...(failure.closeConnection ? { closeConnection: true } : {}),
+        ...(failure.blockTimeMS !== undefined
+          ? { blockConnection: true, blockTimeMS: failure.blockTimeMS }
+          : {}),
+        ...(failure.appName !== undefined ? { appName: failure.appName } : {}),
+      },
+    });
+  }
+
+  /**
+   * The next `times` getMores fail with `code` after checking out their cursor
+   * (failGetMoreAfterCursorCheckout): the cursor is gone and a change stream's resumable error
+   * carries ResumableChangeStreamError, as a real failure inside getMore does.
+   */
+  failGetMore(failure: Pick<InjectedFailure, 'code' | 'appName' | 'times'>): void {
+    this.failPoints.configure({
+      configureFailPoint: 'failGetMoreAfterCursorCheckout',
+      mode: failModeOf(failure),
+      data: {
+        ...(failure.code !== undefined ? { errorCode: failure.code } : {}),
+        ...(failure.appName !== undefined ? { appName: failure.appName } : {}),
+      },
+    });
   }
 
   /** Discards the oplog: resuming from any point before now fails with 286. */
@@ -142,7 +209,7 @@ export class MongoHarness {
 
   private accept(socket: net.Socket): void {
     this.sockets.add(socket);
-    const connectionId = this.nextConnectionId++;
+    const connection: Connection = { id: this.nextConnectionId++, socket };
     const reader = new MessageReader();
     let queue = Promise.resolve();
     socket.setNoDelay(true);
@@ -157,15 +224,16 @@ export class MongoHarness {
         return;
       }
       for (const request of requests) {
-        queue = queue.then(() => this.serve(socket, request, connectionId));
+        queue = queue.then(() => this.serve(connection, request));
       }
     });
   }
 
-  private async serve(socket: net.Socket, request: Request, connectionId: number): Promise<void> {
+  private async serve(connection: Connection, request: Request): Promise<void> {
+    const socket = connection.socket;
     if (this.pauseGate) await this.pauseGate;
     if (socket.destroyed) return;
-    const reply = await this.execute(request, connectionId, socket);
+    const reply = await this.execute(request, connection);
     if (reply === null || request.moreToCome || socket.destroyed) return;
     reply.operationTime ??= this.store.clusterTime;
     socket.write(
@@ -175,38 +243,54 @@ export class MongoHarness {
     );
   }
 
-  private async execute(
-    request: Request,
-    connectionId: number,
-    socket: net.Socket,
-  ): Promise<Document | null> {
+  private async execute(request: Request, connection: Connection): Promise<Document | null> {
     const body = request.body;
     const name = Object.keys(body)[0] ?? '';
+    const command = this.commandContext(name, body, connection);
+    // Set when a getMore has checked out a change-stream cursor (CurOp's originating command).
+    const state = { changeStream: isChangeStreamAggregate(name, body) };
+    let labelsOverride: unknown;
     try {
-      const failure = this.failures.get(name);
-      if (failure && failure.remaining > 0) {
-        failure.remaining--;
-        if (failure.remaining === 0) this.failures.delete(name);
-        if (failure.closeConnection) {
-          socket.destroy();
+      const fail = this.failPoints.failCommand(command);
+      if (fail) {
+        labelsOverride = fail.errorLabels;
+        if (fail.blockConnection === true) {
+          await new Promise((resolve) => setTimeout(resolve, Number(fail.blockTimeMS ?? 0)));
+        }
+        if (fail.closeConnection === true) {
+          connection.socket.destroy();
           return null;
         }
-        throw new CommandError(
-          failure.code,
-          failure.errmsg ?? `injected failure of ${name}`,
-          undefined,
-          failure.labels ?? this.labelsFor(name, body, failure.code),
-        );
+        if (fail.errorCode !== undefined) {
+          throw new CommandError(
+            Number(fail.errorCode),
+            "Failing command via 'failCommand' failpoint",
+          );
+        }
       }
-      return await this.retryOnce(body, () => this.dispatch(name, body, request, connectionId));
+      return await this.retryOnce(body, () =>
+        this.dispatch(name, body, request, connection, state),
+      );
     } catch (error) {
       if (error instanceof CommandError) {
+        const labels = Array.isArray(labelsOverride)
+          ? labelsOverride.map(String)
+          : [
+              ...new Set([
+                ...error.labels,
+                ...serverErrorLabels(error.code, {
+                  command: command.name,
+                  body,
+                  changeStream: state.changeStream,
+                }),
+              ]),
+            ];
         return {
           ok: 0,
           errmsg: error.message,
           code: error.code,
           codeName: error.codeName,
-          ...(error.labels.length ? { errorLabels: error.labels } : {}),
+          ...(labels.length ? { errorLabels: labels } : {}),
         };
       }
       return {
@@ -218,13 +302,13 @@ export class MongoHarness {
     }
   }
 
-  private labelsFor(name: string, body: Document, code: number): string[] {
-    if (name === 'getMore' && RESUMABLE_CODES.has(code)) {
-      const cursor = this.cursors.get(String(body.getMore));
-      if (cursor?.kind === 'changeStream') return ['ResumableChangeStreamError'];
-    }
-    if (WRITE_COMMANDS.has(name) && RETRYABLE_WRITE_CODES.has(code)) return ['RetryableWriteError'];
-    return [];
+  private commandContext(name: string, body: Document, connection: Connection): CommandContext {
+    const db = String(body.$db ?? 'admin');
+    const target = body[name];
+    let namespace: string | undefined;
+    if (name === 'getMore') namespace = `${db}.${String(body.collection)}`;
+    else if (typeof target === 'string') namespace = `${db}.${target}`;
+    return { name, namespace, appName: connection.appName };
   }
 
   /** A retried write (same lsid and txnNumber) is applied once; the retry gets the first reply. */
@@ -248,14 +332,25 @@ export class MongoHarness {
     name: string,
     body: Document,
     request: Request,
-    connectionId: number,
+    connection: Connection,
+    state: { changeStream: boolean },
   ): Promise<Document> {
     const db = body.$db ?? 'admin';
     switch (name) {
       case 'hello':
       case 'isMaster':
       case 'ismaster':
-        return this.hello(body, connectionId, name === 'hello');
+        connection.appName ??= body.client?.application?.name;
+        return this.hello(body, connection.id, name === 'hello');
+      case 'configureFailPoint':
+        if (db !== 'admin') {
+          throw new CommandError(
+            13,
+            'configureFailPoint may only be run against the admin database.',
+            'Unauthorized',
+          );
+        }
+        return this.failPoints.configure(body);
       case 'ping':
       case 'endSessions':
       case 'killAllSessions':
@@ -322,7 +417,7 @@ export class MongoHarness {
       case 'aggregate':
         return this.aggregate(db, body);
       case 'getMore':
-        return this.getMore(body);
+        return this.getMore(body, this.commandContext(name, body, connection), state);
       case 'killCursors':
         return this.killCursors(body);
       default:
@@ -552,10 +647,41 @@ export class MongoHarness {
     };
   }
 
-  private async getMore(body: Document): Promise<Document> {
+  private async getMore(
+    body: Document,
+    command: CommandContext,
+    state: { changeStream: boolean },
+  ): Promise<Document> {
     const key = String(body.getMore);
     const cursor = this.cursors.get(key);
     if (!cursor) throw new CommandError(43, `cursor id ${key} not found`, 'CursorNotFound');
+    state.changeStream = cursor.kind === 'changeStream';
+    try {
+      return await this.nextBatch(key, cursor, body, command);
+    } catch (error) {
+      // An error after checkout deletes the cursor (getmore_cmd.cpp, cursorDeleter).
+      this.cursors.delete(key);
+      if (cursor.kind === 'changeStream') cursor.stream.killed = true;
+      throw error;
+    }
+  }
+
+  private async nextBatch(
+    key: string,
+    cursor: Cursor,
+    body: Document,
+    command: CommandContext,
+  ): Promise<Document> {
+    const fail = this.failPoints.failGetMoreAfterCursorCheckout({
+      ...command,
+      namespace: cursor.ns,
+    });
+    if (fail) {
+      throw new CommandError(
+        Number(fail.errorCode ?? 1),
+        "Hit the 'failGetMoreAfterCursorCheckout' failpoint",
+      );
+    }
     const batchSize = Number(body.batchSize ?? 0) || Number.MAX_SAFE_INTEGER;
     if (cursor.kind === 'documents') {
       const batch = cursor.docs.splice(0, batchSize).map((d) => cloneDocument(d));
@@ -571,8 +697,11 @@ export class MongoHarness {
     }
     const stream = cursor.stream;
     let events = stream.read(batchSize);
-    if (events.length === 0 && !stream.done) {
-      await this.awaitOplog(cursor, Number(body.maxTimeMS ?? DEFAULT_AWAIT_MS));
+    // An awaitData getMore answers once an event matches or its await time is over; oplog
+    // entries the stream filters out (other collections, no-ops) do not end the wait.
+    const deadline = Date.now() + Number(body.maxTimeMS ?? DEFAULT_AWAIT_MS);
+    while (events.length === 0 && !stream.done && Date.now() < deadline) {
+      await this.awaitOplog(cursor, deadline - Date.now());
       if (stream.killed) throw new CommandError(43, `cursor id ${key} not found`, 'CursorNotFound');
       events = stream.read(batchSize);
     }
@@ -637,4 +766,13 @@ export class MongoHarness {
       !single && rest.length ? this.registerCursor({ kind: 'documents', ns, docs: rest }) : 0n;
     return { cursor: { firstBatch, id: Long.fromBigInt(id), ns }, ok: 1 };
   }
+}
+
+function failModeOf(failure: { times?: number | 'alwaysOn' }): Document | string {
+  return failure.times === 'alwaysOn' ? 'alwaysOn' : { times: failure.times ?? 1 };
+}
+
+function isChangeStreamAggregate(name: string, body: Document): boolean {
+  const first = name === 'aggregate' && Array.isArray(body.pipeline) ? body.pipeline[0] : undefined;
+  return typeof first === 'object' && first !== null && '$changeStream' in first;
 }
