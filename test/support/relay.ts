@@ -4,11 +4,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { PassThrough } from 'node:stream';
 import type { Collection, Document } from 'mongodb';
 import pg from 'pg';
-import { afterAll, beforeAll, inject } from 'vitest';
+import { afterAll, beforeAll } from 'vitest';
 import { main } from '../../src/cli.js';
 import { toJsonObject, oidOf, keepKeys } from '../../src/convert/value.js';
 import { crateDialect } from '../../src/target/cratedb/dialect.js';
-import type { TestTarget } from './postgres.js';
+import type { TestTarget } from './target.js';
 
 export async function waitFor<T>(
   check: () => Promise<T | undefined | null | false> | T | undefined | null | false,
@@ -256,21 +256,21 @@ export interface Servers {
 }
 
 /** A MongoDB (harness or TEST_MONGODB_URL), a connected client, and this file's own target. */
-export async function startServers(adminUrl: string): Promise<Servers> {
+export async function startServers(): Promise<Servers> {
   const { startMongo } = await import('./mongo/index.js');
   const { MongoClient } = await import('mongodb');
-  const { createTestTarget } = await import('./postgres.js');
+  const { createTestTarget } = await import('./target.js');
   const mongo = await startMongo();
   const client = new MongoClient(mongo.url);
   await client.connect();
-  return { mongo, client, target: await createTestTarget(adminUrl) };
+  return { mongo, client, target: await createTestTarget() };
 }
 
 /** Starts the servers before this file's tests and stops them after; `use` receives them. */
 export function useServers(use: (servers: Servers) => void): void {
   let servers: Servers | undefined;
   beforeAll(async () => {
-    servers = await startServers(inject('postgresAdminUrl'));
+    servers = await startServers();
     use(servers);
   });
   afterAll(() => stopServers(servers ?? {}));

@@ -1,0 +1,140 @@
+// The target an integration test writes to. Each test project of vitest.config.ts runs the
+// integration suite on one target: the embedded PostgreSQL, the in-process CrateDB harness, or
+// (TEST_TARGET_URL) a real server, whose dialect is asked. Tests see only a TestTarget.
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { PostgresServer } from './postgres.js';
+
+export type TargetDialect = 'postgres' | 'cratedb';
+
+/** What a test project was given by its global setup (or its config). */
+export interface RunTarget {
+  dialect: TargetDialect;
+  /** TEST_TARGET_URL, or the embedded PostgreSQL's admin URL; the CrateDB harness has none. */
+  adminUrl?: string;
+  /** True when the run uses TEST_TARGET_URL: no faults can be injected into it. */
+  external: boolean;
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    target: RunTarget;
+  }
+}
+
+export interface TestTarget {
+  /** Connection URL of the database the test file owns. */
+  url: string;
+  /** Schema the file's tables go in; unique per file on a shared external server. */
+  schema: string;
+  /** True when this run uses TEST_TARGET_URL (a real CrateDB or PostgreSQL). */
+  external: boolean;
+  dialect: TargetDialect;
+  cleanup(): Promise<void>;
+}
+
+/** A target whose server the test owns, so that it can take it down (an outage) and back up. */
+export interface StoppableTarget extends TestTarget {
+  down(): Promise<void>;
+  up(): Promise<void>;
+}
+
+/** The target of this test project. */
+export function runTarget(): RunTarget {
+  return inject('target');
+}
+
+/** Fault tests that stop the target need a server of the run's own, not TEST_TARGET_URL. */
+export function canStopTarget(): boolean {
+  return !runTarget().external;
+}
+
+/** Asks a server which dialect it speaks (CrateDB says so in version()). */
+export async function detectDialect(url: string): Promise<TargetDialect> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ version: string }>('SELECT version() AS version');
+    return /crate/i.test(rows[0]?.version ?? '') ? 'cratedb' : 'postgres';
+  } finally {
+    await client.end();
+  }
+}
+
+function uniqueName(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+}
+
+async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await use(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * This test file's own target, so files never see each other's tables: a fresh database on the
+ * embedded PostgreSQL, a CrateDB harness of its own, or a fresh schema on TEST_TARGET_URL.
+ */
+export async function createTestTarget(run: RunTarget = runTarget()): Promise<TestTarget> {
+  if (run.external) return externalTarget(run.adminUrl!, run.dialect);
+  const database = uniqueName('relay_test');
+  await withClient(run.adminUrl!, (c) => c.query(`CREATE DATABASE "${database}"`));
+  const url = new URL(run.adminUrl!);
+  url.pathname = `/${database}`;
+  return {
+    url: url.toString(),
+    schema: 'public',
+    external: false,
+    dialect: 'postgres',
+    cleanup: () =>
+      withClient(run.adminUrl!, async (c) => {
+        await c.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+      }),
+  };
+}
+
+async function externalTarget(url: string, dialect: TargetDialect): Promise<TestTarget> {
+  const schema = uniqueName('relay_test');
+  // CrateDB creates schemas implicitly with the first table.
+  if (dialect === 'postgres') await withClient(url, (c) => c.query(`CREATE SCHEMA "${schema}"`));
+  return {
+    url,
+    schema,
+    external: true,
+    dialect,
+    cleanup: () =>
+      withClient(url, async (c) => {
+        if (dialect === 'postgres') {
+          await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+          return;
+        }
+        const tables = await c.query<{ table_name: string }>(
+          'SELECT table_name FROM information_schema.tables WHERE table_schema = $1',
+          [schema],
+        );
+        for (const t of tables.rows)
+          await c.query(`DROP TABLE IF EXISTS "${schema}"."${t.table_name}"`);
+      }),
+  };
+}
+
+/** A server of the test's own on the run's dialect (never TEST_TARGET_URL), for outages. */
+export async function startOwnTarget(
+  dialect: TargetDialect = runTarget().dialect,
+): Promise<StoppableTarget> {
+  const server = await PostgresServer.start();
+  return {
+    url: server.url(),
+    schema: 'public',
+    external: false,
+    dialect,
+    down: () => server.pause(),
+    up: () => server.unpause(),
+    cleanup: () => server.stop(),
+  };
+}
