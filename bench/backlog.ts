@@ -1,10 +1,14 @@
 // Backlog throughput: N events written while the relay is stopped, then the time the relay takes
 // to catch up (checked with verify), against the target's own ceiling (the same final rows
 // upserted straight into a table in 1000-row statements) and the per-event baseline
-// (--batch-size 1, one statement per event, as simple relays do). Also the source's own pace: the
-// same events read by a driver client that does nothing with them.
+// (--batch-size 1, one statement per event, as simple relays do). Updates carry their post-image
+// (`--full-document whenAvailable` on collections with changeStreamPreAndPostImages, stored at
+// write time as MongoDB does); one `updateLookup` run over the same backlog for comparison. Also
+// the CPU time the relay spends per event, and the source's own pace: the same events read by a
+// driver client that does nothing with them.
 import { MongoClient, Timestamp } from 'mongodb';
 import {
+  catchUp,
   ceiling,
   emit,
   log,
@@ -59,14 +63,46 @@ async function notePosition(args: string[], target: Target, streamId: string): P
   await relay.stop();
 }
 
+/** The same backlog read by a driver client that does nothing with the events: events/s. */
+async function sourceAlone(
+  probe: MongoClient,
+  from: Timestamp,
+  fullDocument: 'whenAvailable' | 'updateLookup',
+): Promise<{ events: number; perSecond: number }> {
+  const started = process.hrtime.bigint();
+  const stream = probe.db(database).watch([], {
+    startAtOperationTime: new Timestamp({ t: from.t, i: from.i + 1 }),
+    fullDocument,
+    batchSize: 1000,
+    maxAwaitTimeMS: 200,
+    promoteLongs: false,
+  });
+  let events = 0;
+  while (await stream.tryNext()) events++;
+  const perSecond = events / (Number(process.hrtime.bigint() - started) / 1e9);
+  await stream.close();
+  return { events, perSecond };
+}
+
 async function main(): Promise<void> {
   log(`backlog: ${events} events on ${machine()}`);
   const harness = await startHarness();
   const target = await startTarget();
+  const lookupSchema = `${target.schema}_lookup`;
   const baselineSchema = `${target.schema}_base`;
   try {
-    if (!process.env.BENCH_TARGET_URL)
+    if (!process.env.BENCH_TARGET_URL) {
+      await target.query(`CREATE SCHEMA IF NOT EXISTS "${lookupSchema}"`);
       await target.query(`CREATE SCHEMA IF NOT EXISTS "${baselineSchema}"`);
+    }
+    const probe = new MongoClient(harness.url);
+    await probe.connect();
+    // Post-images are stored with each write, as MongoDB does for these collections.
+    for (const collection of ['ticker', 'accounts']) {
+      await probe
+        .db(database)
+        .createCollection(collection, { changeStreamPreAndPostImages: { enabled: true } });
+    }
     const relayArgs = source(
       harness,
       target,
@@ -75,6 +111,19 @@ async function main(): Promise<void> {
       'never',
       '--stream-id',
       'bench-relay',
+      '--full-document',
+      'whenAvailable',
+    );
+    const lookupArgs = source(
+      harness,
+      target,
+      lookupSchema,
+      '--snapshot',
+      'never',
+      '--stream-id',
+      'bench-lookup',
+      '--full-document',
+      'updateLookup',
     );
     const baselineArgs = source(
       harness,
@@ -84,15 +133,16 @@ async function main(): Promise<void> {
       'never',
       '--stream-id',
       'bench-baseline',
+      '--full-document',
+      'whenAvailable',
       '--batch-size',
       '1',
     );
     await notePosition(relayArgs, target, 'bench-relay');
+    await notePosition(lookupArgs, target, 'bench-lookup');
     await notePosition(baselineArgs, target, 'bench-baseline');
 
     // Where the backlog starts, for measuring the source on its own afterwards.
-    const probe = new MongoClient(harness.url);
-    await probe.connect();
     const backlogStart = (await probe.db(database).command({ ping: 1 })).operationTime as Timestamp;
 
     // The backlog: the ticker and bank scenarios, half the operations each, starting data included.
@@ -120,37 +170,21 @@ async function main(): Promise<void> {
     }
     log(`backlog of ${written} events written in ${((Date.now() - started) / 1000).toFixed(1)}s`);
 
-    const relayStart = process.hrtime.bigint();
-    const relay = await startRelay(relayArgs);
-    await waitUntil(
-      async () => total(await relay.metrics(), 'relay_events_written_total') >= written,
-      'catch-up',
-      30 * 60_000,
-    );
-    const relaySeconds = Number(process.hrtime.bigint() - relayStart) / 1e9;
-    const peakRss = relay.peakRssMb();
-    await relay.stop();
-    const relayRate = written / relaySeconds;
+    const relay = await catchUp(harness, relayArgs, written);
     log(
-      `relay caught up with ${written} events in ${relaySeconds.toFixed(1)}s: ${relayRate.toFixed(0)} events/s, peak RSS ${peakRss.toFixed(0)} MB`,
+      `relay (whenAvailable) caught up with ${written} events in ${relay.seconds.toFixed(1)}s: ${relay.eventsPerS.toFixed(0)} events/s, ${relay.relayCpuUsPerEvent.toFixed(1)} µs relay CPU and ${relay.harnessCpuUsPerEvent.toFixed(1)} µs harness CPU per event, peak RSS ${relay.peakRssMb.toFixed(0)} MB`,
+    );
+    const lookup = await catchUp(harness, lookupArgs, written);
+    log(
+      `relay (updateLookup) caught up in ${lookup.seconds.toFixed(1)}s: ${lookup.eventsPerS.toFixed(0)} events/s, ${lookup.relayCpuUsPerEvent.toFixed(1)} µs relay CPU and ${lookup.harnessCpuUsPerEvent.toFixed(1)} µs harness CPU per event`,
     );
 
     // The source's own pace: the same events read by a driver client that does nothing with them.
-    const sourceStart = process.hrtime.bigint();
-    const stream = probe.db(database).watch([], {
-      startAtOperationTime: new Timestamp({ t: backlogStart.t, i: backlogStart.i + 1 }),
-      fullDocument: 'updateLookup',
-      batchSize: 1000,
-      maxAwaitTimeMS: 200,
-      promoteLongs: false,
-    });
-    let sourceEvents = 0;
-    while (await stream.tryNext()) sourceEvents++;
-    const sourceRate = sourceEvents / (Number(process.hrtime.bigint() - sourceStart) / 1e9);
-    await stream.close();
+    const alone = await sourceAlone(probe, backlogStart, 'whenAvailable');
+    const aloneLookup = await sourceAlone(probe, backlogStart, 'updateLookup');
     await probe.close();
     log(
-      `source alone (a driver client reading the same backlog): ${sourceEvents} events, ${sourceRate.toFixed(0)} events/s`,
+      `source alone (a driver client reading the same backlog): ${alone.events} events, ${alone.perSecond.toFixed(0)} events/s (updateLookup: ${aloneLookup.perSecond.toFixed(0)} events/s)`,
     );
 
     for (const collection of ['ticker', 'accounts']) {
@@ -179,15 +213,23 @@ async function main(): Promise<void> {
     emit({
       bench: 'backlog',
       events: written,
-      relay_events_per_s: round(relayRate, 0),
-      relay_seconds: round(relaySeconds),
+      full_document: 'whenAvailable',
+      relay_events_per_s: round(relay.eventsPerS, 0),
+      relay_seconds: round(relay.seconds),
+      relay_cpu_us_per_event: round(relay.relayCpuUsPerEvent),
+      harness_cpu_us_per_event: round(relay.harnessCpuUsPerEvent),
       ceiling_rows_per_s: round(ceilingRate, 0),
+      ratio_to_ceiling: round(relay.eventsPerS / ceilingRate, 2),
+      source_events_per_s: round(alone.perSecond, 0),
+      ratio_source_to_relay: round(alone.perSecond / relay.eventsPerS, 1),
       baseline_events_per_s: round(baselineRate, 0),
-      ratio_to_ceiling: round(relayRate / ceilingRate, 2),
-      source_events_per_s: round(sourceRate, 0),
-      ratio_to_source: round(relayRate / sourceRate, 2),
-      ratio_to_baseline: round(relayRate / baselineRate, 1),
-      peak_rss_mb: round(peakRss, 0),
+      ratio_to_baseline: round(relay.eventsPerS / baselineRate, 1),
+      peak_rss_mb: round(relay.peakRssMb, 0),
+      lookup_events_per_s: round(lookup.eventsPerS, 0),
+      lookup_relay_cpu_us_per_event: round(lookup.relayCpuUsPerEvent),
+      lookup_harness_cpu_us_per_event: round(lookup.harnessCpuUsPerEvent),
+      lookup_source_events_per_s: round(aloneLookup.perSecond, 0),
+      lookup_peak_rss_mb: round(lookup.peakRssMb, 0),
     });
   } finally {
     await target.stop();

@@ -1,7 +1,7 @@
 // Shared pieces of the benchmarks: the harness MongoDB in its own process, a target (embedded
 // PostgreSQL or BENCH_TARGET_URL), the relay as a child process with its metrics scraped and its
 // memory sampled, and the results file.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import readline from 'node:readline';
@@ -31,6 +31,8 @@ export function log(line: string): void {
 
 export interface Harness {
   url: string;
+  /** CPU seconds (user + system) the harness process has used so far. */
+  cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
@@ -54,7 +56,7 @@ export async function startHarness(): Promise<Harness> {
     });
     child.once('exit', (code) => reject(new Error(`harness exited with ${code}`)));
   });
-  return { url, stop: () => stopProcess(child) };
+  return { url, cpuSeconds: () => cpuSeconds(child.pid!) ?? 0, stop: () => stopProcess(child) };
 }
 
 export interface Target {
@@ -142,8 +144,25 @@ export interface RunningRelay {
   peakRssMb(): number;
   /** RSS samples over the run, in MB. */
   rssSamples: number[];
+  /** CPU seconds (user + system) of the relay process so far; the last sample once it exited. */
+  cpuSeconds(): number;
   metrics(): Promise<Map<string, number>>;
   stop(): Promise<void>;
+}
+
+const CLOCK_TICKS =
+  Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** User + system CPU seconds of a running process (/proc/<pid>/stat utime and stime), or null. */
+export function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start at field 3, state.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
 }
 
 function statusField(pid: number, field: string): number | null {
@@ -171,7 +190,10 @@ export async function startRelay(args: string[]): Promise<RunningRelay> {
   const pid = run.child.pid!;
   const rssSamples: number[] = [];
   let peak = 0;
+  let cpu = 0;
+  const sampleCpu = () => (cpu = cpuSeconds(pid) ?? cpu);
   const sampler = setInterval(() => {
+    sampleCpu();
     const rss = statusField(pid, 'VmRSS');
     const hwm = statusField(pid, 'VmHWM');
     if (rss !== null) rssSamples.push(rss);
@@ -205,6 +227,7 @@ export async function startRelay(args: string[]): Promise<RunningRelay> {
     metricsPort,
     peakRssMb: () => Math.max(peak, statusField(pid, 'VmHWM') ?? 0),
     rssSamples,
+    cpuSeconds: sampleCpu,
     metrics,
     stop: async () => {
       clearInterval(sampler);
@@ -361,4 +384,58 @@ export async function verifyTable(
     ...['--target-url', target.url, '--schema', target.schema, ...args],
   ]);
   return out.trim().split('\n').at(-1)!;
+}
+
+export interface CatchUp {
+  events: number;
+  seconds: number;
+  eventsPerS: number;
+  /** CPU time of the relay process per event, from when it answered to when it caught up. */
+  relayCpuUsPerEvent: number;
+  /** CPU time of the MongoDB harness per event meanwhile: what serving the events cost. */
+  harnessCpuUsPerEvent: number;
+  peakRssMb: number;
+}
+
+/**
+ * Starts the relay on a backlog of `events` and measures it catching up: wall time from the
+ * start, and the CPU time each process used per event from the relay's first answer on (module
+ * loading and connecting are not per-event work).
+ */
+export async function catchUp(
+  harness: Harness,
+  args: string[],
+  events: number,
+  counter = 'relay_events_written_total',
+): Promise<CatchUp> {
+  const started = process.hrtime.bigint();
+  const relay = await startRelay(args);
+  const fromEvents = total(await relay.metrics(), counter);
+  const fromRelayCpu = relay.cpuSeconds();
+  const fromHarnessCpu = harness.cpuSeconds();
+  let done = fromEvents;
+  await waitUntil(
+    async () => {
+      if (relay.child.exitCode !== null) return true;
+      done = total(await relay.metrics().catch(() => new Map()), counter) || done;
+      return done >= events;
+    },
+    'catch-up',
+    30 * 60_000,
+  );
+  const relayCpu = relay.cpuSeconds() - fromRelayCpu;
+  const harnessCpu = harness.cpuSeconds() - fromHarnessCpu;
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const peakRssMb = relay.peakRssMb();
+  await relay.stop();
+  // A relay that exits when done (--snapshot only) may end before its last count was seen.
+  const measured = Math.max(1, (relay.child.exitCode !== null ? events : done) - fromEvents);
+  return {
+    events,
+    seconds,
+    eventsPerS: events / seconds,
+    relayCpuUsPerEvent: (relayCpu * 1e6) / measured,
+    harnessCpuUsPerEvent: (harnessCpu * 1e6) / measured,
+    peakRssMb,
+  };
 }

@@ -1,6 +1,9 @@
 // Snapshot throughput: N documents copied into an empty table (--snapshot only), against the
-// target's own ceiling for the same rows.
+// target's own ceiling for the same rows; the relay's CPU time per document, and the source's own
+// pace (the same documents read in _id order by a driver client that does nothing with them).
+import { MongoClient } from 'mongodb';
 import {
+  catchUp,
   ceiling,
   emit,
   log,
@@ -10,10 +13,7 @@ import {
   verifyTable,
   workload,
   startHarness,
-  startRelay,
   startTarget,
-  total,
-  waitUntil,
 } from './lib.js';
 
 const documents = Number(process.env.BENCH_DOCS ?? (quick ? 20_000 : 200_000));
@@ -41,38 +41,27 @@ async function main(): Promise<void> {
       '4',
     );
     log(loadedRun.summary);
-    const started = process.hrtime.bigint();
-    const relay = await startRelay([
-      '--mongodb-url',
-      harness.url,
-      '--database',
-      database,
-      '--collection',
-      'quotes',
-      '--target-url',
-      target.url,
-      '--schema',
-      target.schema,
-      '--snapshot',
-      'only',
-    ]);
-    let copied = 0;
-    await waitUntil(
-      async () => {
-        if (relay.child.exitCode !== null) return true;
-        copied =
-          total(
-            await relay.metrics().catch(() => new Map()),
-            'relay_snapshot_documents_copied_total',
-          ) || copied;
-        return false;
-      },
-      'snapshot',
-      30 * 60_000,
+    const relay = await catchUp(
+      harness,
+      [
+        '--mongodb-url',
+        harness.url,
+        '--database',
+        database,
+        '--collection',
+        'quotes',
+        '--target-url',
+        target.url,
+        '--schema',
+        target.schema,
+        '--snapshot',
+        'only',
+      ],
+      documents,
+      'relay_snapshot_documents_copied_total',
     );
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const peakRss = relay.peakRssMb();
-    await relay.stop();
+    const seconds = relay.seconds;
+    const peakRss = relay.peakRssMb;
     const rows = Number(
       (
         await target.query<{ n: string }>(`SELECT count(*) AS n FROM "${target.schema}"."quotes"`)
@@ -82,7 +71,23 @@ async function main(): Promise<void> {
     log(
       `snapshot copied ${rows} documents in ${seconds.toFixed(1)}s: ${rate.toFixed(0)} docs/s, peak RSS ${peakRss.toFixed(0)} MB`,
     );
+    log(
+      `relay CPU ${relay.relayCpuUsPerEvent.toFixed(1)} µs and harness CPU ${relay.harnessCpuUsPerEvent.toFixed(1)} µs per document`,
+    );
     log((await verifyTable(harness, target, database, 'quotes')).trim());
+
+    const probe = new MongoClient(harness.url);
+    await probe.connect();
+    const sourceStart = process.hrtime.bigint();
+    let read = 0;
+    for await (const _doc of probe
+      .db(database)
+      .collection('quotes')
+      .find({}, { sort: { _id: 1 }, batchSize: 1000, promoteLongs: false }))
+      read++;
+    const sourceRate = read / (Number(process.hrtime.bigint() - sourceStart) / 1e9);
+    await probe.close();
+    log(`source alone (a driver client reading the collection): ${sourceRate.toFixed(0)} docs/s`);
     const limit = await ceiling(target, ['quotes']);
     const ceilingRate = limit.rows / limit.seconds;
     log(
@@ -95,6 +100,10 @@ async function main(): Promise<void> {
       seconds: round(seconds),
       ceiling_rows_per_s: round(ceilingRate, 0),
       ratio_to_ceiling: round(rate / ceilingRate, 2),
+      relay_cpu_us_per_event: round(relay.relayCpuUsPerEvent),
+      harness_cpu_us_per_event: round(relay.harnessCpuUsPerEvent),
+      source_events_per_s: round(sourceRate, 0),
+      ratio_source_to_relay: round(sourceRate / rate, 1),
       peak_rss_mb: round(peakRss, 0),
     });
   } finally {
