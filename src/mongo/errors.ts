@@ -1,5 +1,10 @@
 // MongoDB errors in the relay's terms: the sentence a user needs, and whether to retry.
-import { MongoNetworkError, MongoServerError, MongoServerSelectionError } from 'mongodb';
+import {
+  MongoError,
+  MongoNetworkError,
+  MongoServerError,
+  MongoServerSelectionError,
+} from 'mongodb';
 import {
   ConfigError,
   HistoryLostError,
@@ -8,10 +13,56 @@ import {
   errorMessage,
 } from '../errors.js';
 
+/**
+ * Labels a server (or the driver) puts on errors that pass: the operation can run again.
+ * Sources: the change-streams, retryable-writes and transactions specifications.
+ */
+const TRANSIENT_LABELS = [
+  'ResumableChangeStreamError',
+  'RetryableWriteError',
+  'TransientTransactionError',
+];
+
+/**
+ * Codes of faults that pass, whatever the labels (a fail point sends none unless told to):
+ * the driver's resumable getMore codes and retryable read codes (node-mongodb-native
+ * src/error.ts GET_MORE_RESUMABLE_CODES, RETRYABLE_READ_ERROR_CODES), and the codes of a cursor
+ * lost while a restart or a long target outage kept it idle, which a new query after the last
+ * _id copied replaces.
+ */
+const TRANSIENT_CODES = new Set([
+  6, // HostUnreachable
+  7, // HostNotFound
+  43, // CursorNotFound
+  63, // StaleShardVersion
+  89, // NetworkTimeout
+  91, // ShutdownInProgress
+  133, // FailedToSatisfyReadPreference
+  134, // ReadConcernMajorityNotAvailableYet
+  150, // StaleEpoch
+  175, // QueryPlanKilled
+  189, // PrimarySteppedDown
+  202, // NetworkInterfaceExceededTimeLimit
+  234, // RetryChangeStream
+  237, // CursorKilled
+  262, // ExceededTimeLimit
+  9001, // SocketException
+  10058, // LegacyNotPrimary
+  10107, // NotWritablePrimary
+  11600, // InterruptedAtShutdown
+  11602, // InterruptedDueToReplStateChange
+  13388, // StaleConfig
+  13435, // NotPrimaryNoSecondaryOk
+  13436, // NotPrimaryOrSecondary
+]);
+
+/** Whether a MongoDB error passes (the server restarting, an election, a lost cursor). */
 export function isTransientMongoError(error: unknown): boolean {
   if (error instanceof TransientError) return true;
   if (error instanceof MongoNetworkError || error instanceof MongoServerSelectionError) return true;
-  return error instanceof MongoServerError && error.hasErrorLabel('ResumableChangeStreamError');
+  if (!(error instanceof MongoError)) return false;
+  if (TRANSIENT_LABELS.some((label) => error.hasErrorLabel(label))) return true;
+  return typeof error.code === 'number' && TRANSIENT_CODES.has(error.code);
 }
 
 /** A MongoDB that is no replica set: what is wrong and how to fix it. */
@@ -52,6 +103,11 @@ export function explainMongoError(error: unknown, where: string): unknown {
     case 17276:
       return new ConfigError(`--filter is not a valid pipeline for ${where}: ${error.message}`);
     default:
+      if (isTransientMongoError(error)) {
+        return new TransientError(`MongoDB ${where}: ${error.message} (code ${error.code})`, {
+          cause: error,
+        });
+      }
       return new RelayError(`MongoDB ${where}: ${error.message} (code ${error.code})`, {
         cause: error,
       });

@@ -19,21 +19,16 @@ export async function copySnapshot(ctx: RelayContext, signal: AbortSignal): Prom
     if (state.done) continue;
     ctx.health.phase = 'snapshot';
     const namespace = `${options.database}.${collection}`;
-    const estimate = await client
-      .db(options.database)
-      .collection(collection)
-      .estimatedDocumentCount();
+    const estimate = await ctx.mongo(
+      () => client.db(options.database).collection(collection).estimatedDocumentCount(),
+      signal,
+    );
     ctx.metrics.snapshotEstimated.set({ namespace }, estimate);
     log.info(`copying ${namespace}`, {
       estimatedDocuments: estimate,
       resumingAfter: state.lastId === undefined ? null : String(state.lastId),
     });
-    // A MongoDB fault mid-copy is retried like any other: the copy starts again after the last
-    // _id it wrote.
-    const finished = await ctx.mongo(
-      () => copyCollection(ctx, collection, state, namespace, signal),
-      signal,
-    );
+    const finished = await copyCollection(ctx, collection, state, namespace, signal);
     if (!finished) return;
     state.done = true;
     await ctx.saveCheckpoint(signal);
@@ -44,7 +39,11 @@ export async function copySnapshot(ctx: RelayContext, signal: AbortSignal): Prom
   log.info(`snapshot complete: ${ctx.stats.snapshotDocs} documents`);
 }
 
-/** Copies one collection after `state.lastId`; false when stopped before the end. */
+/**
+ * Copies one collection after `state.lastId`; false when stopped before the end. A read that
+ * fails with a transient fault (a restart, a cursor lost while the target was down) is retried
+ * with a new query after the last _id written.
+ */
 async function copyCollection(
   ctx: RelayContext,
   collection: string,
@@ -53,26 +52,36 @@ async function copyCollection(
   signal: AbortSignal,
 ): Promise<boolean> {
   const { client, options } = ctx;
-  const resume = await resumeAfter(client, options.database, collection, state.lastId);
-  if (resume.mixedTypes) {
-    ctx.log.warn(
-      `${namespace} has _ids of several BSON types: copying it again from the start, since resuming after the last _id would skip the other types`,
-    );
-  }
-  const batches = snapshotBatches(
-    client,
-    options.database,
-    collection,
-    options.batchSize,
-    resume.afterId,
-  );
-  let pending = readAhead(batches.next());
+  let batches: AsyncGenerator<Document[]> | null = null;
+  const open = async () => {
+    const resume = await resumeAfter(client, options.database, collection, state.lastId);
+    if (resume.mixedTypes) {
+      ctx.log.warn(
+        `${namespace} has _ids of several BSON types: copying it again from the start, since resuming after the last _id would skip the other types`,
+      );
+    }
+    return snapshotBatches(client, options.database, collection, options.batchSize, resume.afterId);
+  };
+  // state.lastId is set before a batch's write starts, so a read failing meanwhile re-opens
+  // after that batch.
+  const read = () =>
+    ctx.mongo(async () => {
+      try {
+        batches ??= await open();
+        return await batches.next();
+      } catch (error) {
+        await batches?.return(undefined).catch(() => undefined);
+        batches = null;
+        throw error;
+      }
+    }, signal);
+  let pending = readAhead(read());
   try {
     while (true) {
       const next = await pending;
       if (next.done) return true;
       if (signal.aborted) return false;
-      pending = readAhead(batches.next());
+      pending = readAhead(read());
       const docs = next.value;
       const rows = docs.map((doc) => snapshotRow(ctx, collection, doc));
       const result = await ctx.target(() => {
@@ -85,7 +94,12 @@ async function copyCollection(
       ctx.countDeadLetters(result);
     }
   } finally {
-    await batches.return(undefined);
+    // Closes the cursor once the read in flight settles, without waiting for it: after a fatal
+    // error that read may be retrying a MongoDB outage.
+    void pending
+      .catch(() => undefined)
+      .then(() => (batches as AsyncGenerator<Document[]> | null)?.return(undefined))
+      .catch(() => undefined);
   }
 }
 

@@ -44,8 +44,9 @@ export class Relay {
     const { ctx } = this;
     const { client, writer, log } = ctx;
     const { database, collections, snapshot } = ctx.options;
-    ctx.collections = collections ?? (await listCollections(client, database));
-    if (collections) await this.requireCollections(collections);
+    ctx.collections =
+      collections ?? (await ctx.mongo(() => listCollections(client, database), signal));
+    if (collections) await ctx.mongo(() => this.requireCollections(collections), signal);
     await ctx.target(() => writer.prepare(ctx.collections), signal);
     const stored = await ctx.target(() => writer.readCheckpoint(), signal);
     if (stored?.position) {
@@ -56,7 +57,9 @@ export class Relay {
       });
     } else {
       // Note the stream position before copying: changes during the copy replay afterwards.
-      const position = { startAtOperationTime: await nextOperationTime(client, database) };
+      const position = {
+        startAtOperationTime: await ctx.mongo(() => nextOperationTime(client, database), signal),
+      };
       const progress: SnapshotProgress | null = snapshot === 'never' ? null : { collections: {} };
       ctx.checkpoint = { position, snapshot: progress, eventTime: null };
       await ctx.saveCheckpoint(signal);

@@ -1,0 +1,103 @@
+// cdc-relay when MongoDB itself fails for a while: errors the driver hands to the application
+// (its own resume failed, or a cursor was lost) are retried with backoff, /healthz says so, and
+// no change event is lost or written twice.
+import { describe, expect, it } from 'vitest';
+import type { Collection, Document, MongoClient } from 'mongodb';
+import type { TestMongo } from '../support/mongo/index.js';
+import { freePort, type TestTarget } from '../support/postgres.js';
+import {
+  expectConverges,
+  relayArgs,
+  startRelay,
+  tableRows,
+  useServers,
+  waitFor,
+  type Servers,
+} from '../support/relay.js';
+
+let servers: Servers;
+let mongo: TestMongo;
+let client: MongoClient;
+let target: TestTarget;
+
+useServers((started) => {
+  servers = started;
+  ({ mongo, client, target } = started);
+});
+
+async function healthz(port: number): Promise<{ status: number; body: Document }> {
+  const response = await fetch(`http://127.0.0.1:${port}/healthz`);
+  return { status: response.status, body: (await response.json()) as Document };
+}
+
+/**
+ * `count` inserts then `count` updates of ids from `from` on, one at a time: exactly 2 * count
+ * change events, so the relay's count of events written shows any lost or written twice.
+ */
+async function writeEvents(coll: Collection<Document>, from: number, count: number) {
+  for (let i = from; i < from + count; i++) await coll.insertOne({ _id: i as never, n: i });
+  for (let i = from; i < from + count; i++) {
+    await coll.updateOne({ _id: i as never }, { $set: { updated: true } });
+  }
+}
+
+describe.runIf(!process.env.TEST_MONGODB_URL)('MongoDB faults the driver gives up on', () => {
+  it('retries a change stream whose resume fails (errors without labels), unhealthy meanwhile', async () => {
+    const database = mongo.database('resumefail');
+    const coll = client.db(database).collection('r');
+    await client.db(database).createCollection('r');
+    const port = await freePort();
+    const relay = await startRelay(
+      relayArgs(servers, database, '--collection', 'r', '--metrics-port', String(port)),
+    );
+    await writeEvents(coll, 0, 50);
+    await waitFor(async () => (await healthz(port)).status === 200, 'healthy');
+    // The getMore fails as in a shutdown (labelled resumable); the driver's one resume attempt,
+    // and the relay's next ones, find no primary: a failCommand without errorLabels, as a
+    // restarting server answers before it knows its state.
+    mongo.harness!.failCommand('aggregate', { code: 11600, times: 5, labels: [] });
+    mongo.harness!.failCommand('getMore', { code: 11600 });
+    const writing = writeEvents(coll, 50, 100);
+    const down = await waitFor(async () => {
+      const r = await healthz(port);
+      return r.status === 503 ? r : null;
+    }, 'unhealthy while MongoDB fails');
+    expect(down.body).toMatchObject({ ok: false, reason: expect.stringMatching(/mongodb/) });
+    await writing;
+    await expectConverges(coll, target, 'r', 60_000);
+    await waitFor(async () => (await healthz(port)).status === 200, 'healthy again', 30_000);
+    let ended = false;
+    void relay.done.finally(() => (ended = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(ended).toBe(false);
+    await relay.stop();
+    expect((await relay.done).stats.eventsWritten).toBe(300);
+  }, 90_000);
+
+  it('re-opens a snapshot cursor lost mid-copy (CursorNotFound, QueryPlanKilled) after the last _id written', async () => {
+    const database = mongo.database('lostcursor');
+    const coll = client.db(database).collection('c');
+    await coll.insertMany(
+      Array.from({ length: 3000 }, (_, i) => ({ _id: i as never, pad: 'z'.repeat(300) })),
+    );
+    const relay = await startRelay(
+      relayArgs(servers, database, '--collection', 'c', '--batch-size', '100'),
+    );
+    for (const [i, code] of [43, 175].entries()) {
+      await waitFor(
+        async () => (await tableRows(target, 'c')).size > (i + 1) * 1000,
+        `copy past ${(i + 1) * 1000}`,
+        30_000,
+        20,
+      );
+      mongo.harness!.failCommand('getMore', { code, times: 1 });
+    }
+    await expectConverges(coll, target, 'c', 60_000);
+    let ended = false;
+    void relay.done.finally(() => (ended = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(ended).toBe(false);
+    await relay.stop();
+    expect((await relay.done).stats.snapshotDocs).toBe(3000);
+  }, 90_000);
+});
