@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Collection, Document, MongoClient } from 'mongodb';
 import type { TestMongo } from '../support/mongo/index.js';
-import { freePort, type TestTarget } from '../support/postgres.js';
+import { freePort } from '../support/postgres.js';
+import type { TestTarget } from '../support/target.js';
 import {
   expectConverges,
   relayArgs,
