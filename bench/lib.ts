@@ -6,8 +6,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import readline from 'node:readline';
 import pg from 'pg';
-import type { RowEvent } from '../src/convert/event.js';
+import type { Document } from 'bson';
+import { upsertOf, type RowEvent } from '../src/convert/event.js';
 import { foldBatch } from '../src/convert/fold.js';
+import { parseStoredJson } from '../src/convert/stored.js';
+import { keepKeys } from '../src/convert/value.js';
 import { connectTarget } from '../src/target/connect.js';
 import { TargetWriter } from '../src/target/writer.js';
 import { PostgresServer, freePort } from '../test/support/postgres.js';
@@ -296,7 +299,7 @@ export async function ceiling(
         type: 'row',
         collection: table,
         oid: r.oid,
-        change: { kind: 'upsert', data: JSON.parse(r.data) },
+        change: upsertOf(parseStoredJson(r.data) as Document, keepKeys),
         event: {},
       }));
       const started = process.hrtime.bigint();

@@ -7,7 +7,13 @@
 // looks each up under every _id it can stand for, to find extra rows.
 import { EJSON, Long, ObjectId, type Document } from 'bson';
 import type { MongoClient } from 'mongodb';
-import { oidOf, toJsonObject, type JsonValue } from './convert/value.js';
+import {
+  canonicalJson,
+  isStoredObject,
+  parseStoredJson,
+  type StoredValue,
+} from './convert/stored.js';
+import { oidOf, rowJson } from './convert/value.js';
 import type { Dialect } from './target/dialect.js';
 import type { AnyDb } from './target/writer.js';
 
@@ -33,24 +39,23 @@ export interface VerifyReport {
   ok: boolean;
 }
 
-type Json = JsonValue | undefined;
+type Json = StoredValue | undefined;
 
-function isObject(v: Json): v is { [key: string]: JsonValue } {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Dotted paths where `actual` differs from `expected` (key order does not matter). */
+/**
+ * Dotted paths where `actual` differs from `expected`; key order and number spelling (`10` or
+ * `10.0`, `1e+300` or its digits) do not matter, numbers compare by exact value.
+ */
 export function differingFields(expected: Json, actual: Json, prefix = '', limit = 5): string[] {
   const out: string[] = [];
   const walk = (e: Json, a: Json, path: string) => {
     if (out.length >= limit) return;
-    if (isObject(e) && isObject(a)) {
+    if (isStoredObject(e) && isStoredObject(a)) {
       for (const key of new Set([...Object.keys(e), ...Object.keys(a)])) {
         walk(e[key], a[key], path ? `${path}.${key}` : key);
       }
     } else if (Array.isArray(e) && Array.isArray(a) && e.length === a.length) {
       e.forEach((item, i) => walk(item, a[i], `${path}.${i}`));
-    } else if (JSON.stringify(e) !== JSON.stringify(a)) {
+    } else if (canonicalJson(e) !== canonicalJson(a)) {
       out.push(path || '(document)');
     }
   };
@@ -78,10 +83,6 @@ export function idCandidates(oid: string): unknown[] {
   return candidates;
 }
 
-function parseData(data: unknown): JsonValue {
-  return (typeof data === 'string' ? JSON.parse(data) : data) as JsonValue;
-}
-
 export async function verify(
   client: MongoClient,
   db: AnyDb,
@@ -106,7 +107,7 @@ export async function verify(
 
   const checkChunk = async (docs: Document[]) => {
     const expected = new Map(
-      docs.map((doc) => [oidOf(doc._id), toJsonObject(doc, dialect.objectKey)]),
+      docs.map((doc) => [oidOf(doc._id), parseStoredJson(rowJson(doc, dialect.objectKey))]),
     );
     const rows = await db
       .withSchema(options.schema)
@@ -114,7 +115,7 @@ export async function verify(
       .select(['oid', 'data'])
       .where((eb) => dialect.oidIn(eb, [...expected.keys()]))
       .execute();
-    const actual = new Map(rows.map((r) => [r.oid as string, parseData(r.data)]));
+    const actual = new Map(rows.map((r) => [r.oid as string, parseStoredJson(r.data)]));
     for (const [oid, data] of expected) {
       if (!actual.has(oid)) {
         report.missing.count++;

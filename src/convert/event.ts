@@ -1,26 +1,29 @@
 // A change event -> what it asks of the target (DESIGN.md §2). Pure: no I/O.
 import type { Document } from 'bson';
 import { RowError } from '../errors.js';
-import {
-  oidOf,
-  toJsonObject,
-  toJsonValue,
-  type JsonObject,
-  type JsonValue,
-  type KeyPolicy,
-} from './value.js';
+import { oidOf, rowJson, type KeyPolicy } from './value.js';
 
-/** A field path inside `data`, already spelled as the dialect stores keys. */
+/** A field path inside the document, keys as MongoDB spells them (the dialect may respell). */
 export type FieldPath = string[];
 
+/** A change description; values are BSON as the driver decodes them. */
 export interface Patch {
-  set: { path: FieldPath; value: JsonValue }[];
+  set: { path: FieldPath; value: unknown }[];
   unset: FieldPath[];
   truncate: { path: FieldPath; size: number }[];
 }
 
+/** A full document to upsert: the BSON document and the row JSON text written from it. */
+export interface Upsert {
+  kind: 'upsert';
+  doc: Document;
+  json: string;
+  /** The dialect's key spelling `json` was written with (a patch merged later writes again). */
+  keys: KeyPolicy;
+}
+
 export type RowChange =
-  | { kind: 'upsert'; data: JsonObject }
+  | Upsert
   | { kind: 'patch'; patch: Patch }
   | { kind: 'delete' }
   /** The event cannot become a row write (e.g. a key collision): it is dead-lettered. */
@@ -49,23 +52,25 @@ export interface ControlEvent {
 
 export type ConvertedEvent = RowEvent | ControlEvent;
 
-/** Dotted change-stream paths ("a.b.0") -> key lists, each key spelled by the dialect. */
-function pathOf(dotted: string, keys: KeyPolicy): FieldPath {
-  return dotted.split('.').map(keys);
+/** Dotted change-stream paths ("a.b.0") -> key lists. */
+function pathOf(dotted: string): FieldPath {
+  return dotted.split('.');
 }
 
-export function toPatch(description: Document, keys: KeyPolicy): Patch {
+export function toPatch(description: Document): Patch {
   const updated = (description.updatedFields ?? {}) as Document;
   return {
-    set: Object.entries(updated).map(([path, value]) => ({
-      path: pathOf(path, keys),
-      value: toJsonValue(value, keys),
-    })),
-    unset: ((description.removedFields ?? []) as string[]).map((p) => pathOf(p, keys)),
+    set: Object.entries(updated).map(([path, value]) => ({ path: pathOf(path), value })),
+    unset: ((description.removedFields ?? []) as string[]).map(pathOf),
     truncate: ((description.truncatedArrays ?? []) as { field: string; newSize: number }[]).map(
-      (t) => ({ path: pathOf(t.field, keys), size: Number(t.newSize) }),
+      (t) => ({ path: pathOf(t.field), size: Number(t.newSize) }),
     ),
   };
+}
+
+/** An upsert of `doc`, its row JSON text written once here (a key collision is a `RowError`). */
+export function upsertOf(doc: Document, keys: KeyPolicy): Upsert {
+  return { kind: 'upsert', doc, json: rowJson(doc, keys), keys };
 }
 
 export function convertEvent(event: Document, keys: KeyPolicy): ConvertedEvent {
@@ -97,9 +102,9 @@ export function convertEvent(event: Document, keys: KeyPolicy): ConvertedEvent {
 function rowChange(operation: string, event: Document, keys: KeyPolicy): RowChange {
   if (operation === 'delete') return { kind: 'delete' };
   const full = event.fullDocument as Document | null | undefined;
-  if (full) return { kind: 'upsert', data: toJsonObject(full, keys) };
+  if (full) return upsertOf(full, keys);
   if (operation === 'update' && event.updateDescription) {
-    return { kind: 'patch', patch: toPatch(event.updateDescription, keys) };
+    return { kind: 'patch', patch: toPatch(event.updateDescription) };
   }
   throw new RowError(`${operation} event carries neither fullDocument nor updateDescription`);
 }

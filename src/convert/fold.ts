@@ -1,11 +1,11 @@
 // Folding a batch of row events per oid (DESIGN.md §2): the fewest row writes that leave the
 // table as applying every event in order would. Pure functions.
 import { RowError } from '../errors.js';
-import type { FieldPath, Patch, RowEvent } from './event.js';
-import type { JsonObject, JsonValue } from './value.js';
+import { upsertOf, type FieldPath, type Patch, type RowEvent, type Upsert } from './event.js';
+import { isContainer, keepKeys, type KeyPolicy } from './value.js';
 
 export type FoldedChange =
-  | { kind: 'upsert'; data: JsonObject }
+  | Upsert
   /** Patches to apply, in order, to the row as the target stores it. */
   | { kind: 'patch'; patches: Patch[] }
   | { kind: 'delete' }
@@ -52,7 +52,7 @@ function combine(previous: FoldedChange, event: RowEvent): FoldedChange {
   switch (previous.kind) {
     case 'upsert':
       try {
-        return { kind: 'upsert', data: applyPatch(previous.data, next.patch) };
+        return upsertOf(applyPatch(previous.doc, next.patch), previous.keys);
       } catch (error) {
         if (!(error instanceof RowError)) throw error;
         return { kind: 'reject', error: error.message };
@@ -70,19 +70,21 @@ function combine(previous: FoldedChange, event: RowEvent): FoldedChange {
   }
 }
 
-type Container = JsonObject | JsonValue[];
+/** Objects and arrays of a document: BSON as decoded, or a stored row (`parseStoredJson`). */
+type Tree = { [key: string]: unknown };
+type Container = Tree | unknown[];
 
-function child(container: Container, key: string): JsonValue | undefined {
+function child(container: Container, key: string): unknown {
   if (Array.isArray(container)) return /^\d+$/.test(key) ? container[Number(key)] : undefined;
   return Object.prototype.hasOwnProperty.call(container, key) ? container[key] : undefined;
 }
 
 /** The container holding the last key of `path`, created as objects where missing when `create`. */
-function parentOf(root: JsonObject, path: FieldPath, create: boolean): Container | undefined {
+function parentOf(root: Tree, path: FieldPath, create: boolean): Container | undefined {
   let node: Container = root;
   for (const key of path.slice(0, -1)) {
     let next = child(node, key);
-    if (next === undefined || next === null || typeof next !== 'object') {
+    if (!isContainer(next)) {
       if (!create) return undefined;
       if (Array.isArray(node) && !/^\d+$/.test(key)) {
         throw new RowError(`cannot set field "${key}" inside an array at ${path.join('.')}`);
@@ -95,7 +97,7 @@ function parentOf(root: JsonObject, path: FieldPath, create: boolean): Container
   return node;
 }
 
-function setChild(container: Container, key: string, value: JsonValue): void {
+function setChild(container: Container, key: string, value: unknown): void {
   if (Array.isArray(container)) {
     const index = Number(key);
     while (container.length < index) container.push(null);
@@ -105,13 +107,29 @@ function setChild(container: Container, key: string, value: JsonValue): void {
   }
 }
 
-/** Applies a change description to a stored document, as MongoDB applied it to the source. */
-export function applyPatch(data: JsonObject, patch: Patch): JsonObject {
-  const out = structuredClone(data);
-  for (const { path, value } of patch.set) {
-    setChild(parentOf(out, path, true)!, path.at(-1)!, structuredClone(value));
+/** A copy of the objects and arrays; leaves (BSON values, stored numbers) are immutable, shared. */
+function copyTree<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(copyTree) as T;
+  if (!isContainer(value)) return value;
+  const out: Tree = {};
+  for (const key of Object.keys(value)) out[key] = copyTree((value as Tree)[key]);
+  return out as T;
+}
+
+/**
+ * Applies a change description to a document, as MongoDB applied it to the source. `keys`
+ * respells the patch's paths the way the document spells them (a row stored by a dialect that
+ * renames keys); values are set as they are and spelled when the row is written.
+ */
+export function applyPatch<T extends Tree>(data: T, patch: Patch, keys: KeyPolicy = keepKeys): T {
+  const out = copyTree(data);
+  const spell = (path: FieldPath) => (keys === keepKeys ? path : path.map(keys));
+  for (const { path: raw, value } of patch.set) {
+    const path = spell(raw);
+    setChild(parentOf(out, path, true)!, path.at(-1)!, copyTree(value));
   }
-  for (const path of patch.unset) {
+  for (const raw of patch.unset) {
+    const path = spell(raw);
     const parent = parentOf(out, path, false);
     const key = path.at(-1)!;
     if (!parent) continue;
@@ -121,7 +139,8 @@ export function applyPatch(data: JsonObject, patch: Patch): JsonObject {
       delete parent[key];
     }
   }
-  for (const { path, size } of patch.truncate) {
+  for (const { path: raw, size } of patch.truncate) {
+    const path = spell(raw);
     const parent = parentOf(out, path, false);
     const array = parent && child(parent, path.at(-1)!);
     if (Array.isArray(array)) array.length = Math.min(array.length, size);

@@ -1,112 +1,197 @@
-// BSON values -> the JSON values stored in a row's `data` column (DESIGN.md §1), the same for
-// every dialect except how object keys are spelled (`KeyPolicy`). Pure functions.
+// BSON values -> the JSON text stored in a row's `data` column (DESIGN.md §1), the same for every
+// dialect except how object keys are spelled (`KeyPolicy`). The text is written in one pass from
+// the BSON values, so each number keeps its BSON type in the text: an Int32 or Int64 is an exact
+// integer (all 64 bits), a Double always has a fraction or an exponent (`10.0`), which is how a
+// target that types sub-columns from JSON text (CrateDB) tells a float from an integer.
+// Pure functions.
 import { EJSON, type Document } from 'bson';
+import { LosslessNumber } from 'lossless-json';
 import { RowError } from '../errors.js';
-
-export type JsonValue =
-  null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
-export type JsonObject = { [key: string]: JsonValue };
 
 /** How a dialect spells an object key; returns the key unchanged when it is acceptable. */
 export type KeyPolicy = (key: string) => string;
 
 export const keepKeys: KeyPolicy = (key) => key;
 
-const MAX_SAFE = 2n ** 53n - 1n;
-
 interface BsonTyped {
   _bsontype?: string;
 }
 
-function int64(value: bigint): number | string {
-  return value <= MAX_SAFE && value >= -MAX_SAFE ? Number(value) : value.toString();
+/** A Double as JSON text: shortest round-trip digits, with `.0` when they look like an integer. */
+export function doubleText(n: number): string {
+  if (!Number.isFinite(n)) return 'null';
+  if (Object.is(n, -0)) return '-0.0';
+  const text = String(n);
+  return /[.e]/.test(text) ? text : `${text}.0`;
 }
 
-function finite(n: number): number | null {
-  return Number.isFinite(n) ? n : null;
+/**
+ * A plain JS number, as the driver decodes both Int32 and Double by default (it cannot keep
+ * `promoteValues: false` on a cursor without also decoding server error codes as Int32, which
+ * breaks its own resume and retry checks): a safe integer is written as an integer, anything
+ * else as a Double. Whether it was a whole Double is lost before it reaches us; CrateDB sub-column
+ * typing declares such fields DOUBLE PRECISION, which holds both exactly.
+ */
+function numberText(n: number): string {
+  return Number.isSafeInteger(n) && !Object.is(n, -0) ? String(n) : doubleText(n);
 }
 
-/** Converts one BSON value (as the driver decodes it, with `promoteLongs: false`). */
-export function toJsonValue(value: unknown, keys: KeyPolicy = keepKeys): JsonValue {
-  if (value === null || value === undefined) return null;
+/** A plain object or array that the converter walks into (BSON leaves are class instances). */
+export function isContainer(value: unknown): value is Document | unknown[] {
+  if (typeof value !== 'object' || value === null) return false;
+  if (Array.isArray(value)) return true;
+  const proto = Object.getPrototypeOf(value);
+  return (proto === Object.prototype || proto === null) && !(value as BsonTyped)._bsontype;
+}
+
+/** The JSON text of one value. */
+export function valueJson(value: unknown, keys: KeyPolicy = keepKeys): string {
+  const out: string[] = [];
+  writeValue(value, keys, out);
+  return out.join('');
+}
+
+/**
+ * The JSON text of a row's `data`: `doc` as the driver or `EJSON.parse` decodes it (with
+ * `promoteLongs: false`; Int32 and Double wrappers where they are kept, as from canonical
+ * Extended JSON), or a stored row parsed with `parseStoredJson`, whose numbers are written back
+ * verbatim.
+ * A key the policy renames onto another key of the same object is a `RowError`.
+ */
+export function rowJson(doc: Document, keys: KeyPolicy = keepKeys): string {
+  const out: string[] = [];
+  writeObject(doc, keys, out);
+  return out.join('');
+}
+
+function writeObject(doc: Document, keys: KeyPolicy, out: string[]): void {
+  out.push('{');
+  let first = true;
+  let renamed: Set<string> | undefined;
+  for (const rawKey in doc) {
+    if (!Object.prototype.hasOwnProperty.call(doc, rawKey)) continue;
+    const key = keys(rawKey);
+    if (key !== rawKey) {
+      if (Object.prototype.hasOwnProperty.call(doc, key)) {
+        throw new RowError(
+          `object key "${rawKey}" would be stored as "${key}", which the document already has`,
+        );
+      }
+      renamed ??= new Set();
+      if (renamed.has(key)) {
+        throw new RowError(`object keys "${rawKey}" and another both map to "${key}"`);
+      }
+      renamed.add(key);
+    }
+    if (!first) out.push(',');
+    first = false;
+    out.push(JSON.stringify(key), ':');
+    writeValue(doc[rawKey], keys, out);
+  }
+  out.push('}');
+}
+
+function writeValue(value: unknown, keys: KeyPolicy, out: string[]): void {
   switch (typeof value) {
     case 'string':
+      out.push(JSON.stringify(value));
+      return;
     case 'boolean':
-      return value;
+      out.push(value ? 'true' : 'false');
+      return;
     case 'number':
-      return finite(value);
+      out.push(numberText(value));
+      return;
     case 'bigint':
-      return int64(value);
+      out.push(value.toString());
+      return;
     case 'object':
       break;
     default:
-      return null;
+      out.push('null');
+      return;
   }
-  if (Array.isArray(value)) return value.map((v) => toJsonValue(v, keys));
-  if (value instanceof Date) return finite(value.getTime());
-  if (value instanceof RegExp) return `/${value.source}/${value.flags}`;
-  const typed = value as BsonTyped & Record<string, unknown>;
-  switch (typed._bsontype) {
+  if (value === null) {
+    out.push('null');
+    return;
+  }
+  if (Array.isArray(value)) {
+    out.push('[');
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out.push(',');
+      writeValue(value[i], keys, out);
+    }
+    out.push(']');
+    return;
+  }
+  if (value instanceof Date) {
+    const ms = value.getTime();
+    out.push(Number.isFinite(ms) ? String(ms) : 'null');
+    return;
+  }
+  if (value instanceof LosslessNumber) {
+    out.push(value.value);
+    return;
+  }
+  if (value instanceof RegExp) {
+    out.push(JSON.stringify(`/${value.source}/${value.flags}`));
+    return;
+  }
+  const leaf = bsonLeaf(value as BsonTyped, keys);
+  if (leaf !== undefined) {
+    out.push(leaf);
+    return;
+  }
+  writeObject(value as Document, keys, out);
+}
+
+/** JSON text of a BSON class instance; undefined for a plain (sub)document. */
+function bsonLeaf(value: BsonTyped, keys: KeyPolicy): string | undefined {
+  switch (value._bsontype) {
     case 'ObjectId':
     case 'ObjectID':
-      return (value as { toHexString(): string }).toHexString();
+      return JSON.stringify((value as { toHexString(): string }).toHexString());
     case 'Long':
-      return int64(BigInt((value as { toString(): string }).toString()));
-    case 'Int32':
-    case 'Double':
-      return finite((value as { valueOf(): number }).valueOf());
-    case 'Decimal128':
       return (value as { toString(): string }).toString();
+    case 'Int32':
+      return String((value as { valueOf(): number }).valueOf());
+    case 'Double':
+      return doubleText((value as { valueOf(): number }).valueOf());
+    case 'Decimal128':
+      return JSON.stringify((value as { toString(): string }).toString());
     case 'Timestamp':
-      return (value as unknown as { t: number }).t * 1000;
+      return String((value as unknown as { t: number }).t * 1000);
     case 'Binary': {
       const binary = value as unknown as {
         sub_type: number;
         toUUID(): { toHexString(dashes?: boolean): string };
         toString(encoding: 'base64'): string;
       };
-      return binary.sub_type === 4 ? binary.toUUID().toHexString(true) : binary.toString('base64');
+      return JSON.stringify(
+        binary.sub_type === 4 ? binary.toUUID().toHexString(true) : binary.toString('base64'),
+      );
     }
     case 'BSONRegExp': {
       const re = value as unknown as { pattern: string; options: string };
-      return `/${re.pattern}/${re.options}`;
+      return JSON.stringify(`/${re.pattern}/${re.options}`);
     }
     case 'MinKey':
-      return 'MinKey';
+      return '"MinKey"';
     case 'MaxKey':
-      return 'MaxKey';
+      return '"MaxKey"';
     case 'Code':
-      return (value as unknown as { code: string }).code;
+      return JSON.stringify((value as unknown as { code: string }).code);
     case 'BSONSymbol':
     case 'Symbol':
-      return (value as { valueOf(): string }).valueOf();
+      return JSON.stringify((value as { valueOf(): string }).valueOf());
     case 'DBRef': {
       const ref = value as unknown as { collection: string; oid: unknown; db?: string };
-      const out: JsonObject = { $ref: ref.collection, $id: toJsonValue(ref.oid, keys) };
-      if (ref.db) out.$db = ref.db;
-      return out;
+      const db = ref.db ? `,"$db":${JSON.stringify(ref.db)}` : '';
+      return `{"$ref":${JSON.stringify(ref.collection)},"$id":${valueJson(ref.oid, keys)}${db}}`;
     }
     default:
-      return toJsonObject(value as Document, keys);
+      return undefined;
   }
-}
-
-/** Converts a document; a key the policy renames onto an existing key is a row error. */
-export function toJsonObject(doc: Document, keys: KeyPolicy = keepKeys): JsonObject {
-  const out: JsonObject = {};
-  for (const [rawKey, raw] of Object.entries(doc)) {
-    const key = keys(rawKey);
-    if (key !== rawKey && Object.prototype.hasOwnProperty.call(doc, key)) {
-      throw new RowError(
-        `object key "${rawKey}" would be stored as "${key}", which the document already has`,
-      );
-    }
-    if (Object.prototype.hasOwnProperty.call(out, key)) {
-      throw new RowError(`object keys "${rawKey}" and another both map to "${key}"`);
-    }
-    out[key] = toJsonValue(raw, keys);
-  }
-  return out;
 }
 
 /** The row key for a document `_id` (DESIGN.md §1, `oid`). */

@@ -13,6 +13,17 @@ export interface TargetConnection {
   close(): Promise<void>;
 }
 
+const JSON_OIDS = new Set([114, 3802]); // json (CrateDB's OBJECT), jsonb
+
+/**
+ * JSON comes back as its text: `JSON.parse` would round 64-bit integers and drop the `.0` of a
+ * Double; readers parse it with `parseStoredJson`.
+ */
+export const jsonAsText = ((oid: number, format?: 'text' | 'binary') =>
+  JSON_OIDS.has(oid)
+    ? (value: string) => value
+    : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser;
+
 export async function connectTarget(
   url: string,
   wanted: DialectName | 'auto',
@@ -22,7 +33,12 @@ export async function connectTarget(
       `--target-url must be a postgresql:// URL (CrateDB: postgresql://crate@host:5432/doc), not ${redact(url)}`,
     );
   }
-  const pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 10_000 });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 4,
+    connectionTimeoutMillis: 10_000,
+    types: { getTypeParser: jsonAsText },
+  });
   // A connection that breaks (server restart) must not end the process: an idle one is replaced
   // on next use (pool 'error'); one checked out between statements (a transaction, the health
   // probe) emits 'error' on itself, and its next query fails as a transient error and is retried.

@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 import { EJSON, type Document } from 'bson';
 import { sql, type Kysely } from 'kysely';
 import { applyPatch, type FoldedRow } from '../convert/fold.js';
-import type { JsonObject } from '../convert/value.js';
+import { isStoredObject, parseStoredJson, type StoredObject } from '../convert/stored.js';
+import { rowJson } from '../convert/value.js';
 import { RelayError, RowError, errorMessage } from '../errors.js';
 import type { StreamPosition } from '../mongo/source.js';
 import type { Dialect, ObjectPolicy } from './dialect.js';
@@ -193,10 +194,10 @@ export class TargetWriter {
 
   /** Turns patches into upserts against the stored rows; rejects become dead letters. */
   private async resolve(db: AnyDb, rows: FoldedRow[], dead: DeadLetter[]): Promise<ResolvedRow[]> {
-    const stored = new Map<string, Map<string, JsonObject>>();
+    const stored = new Map<string, Map<string, StoredObject>>();
     const patched = rows.filter((r) => r.change.kind === 'patch');
     for (const [table, group] of groupBy(patched, (r) => this.options.tableFor(r.collection))) {
-      const found = new Map<string, JsonObject>();
+      const found = new Map<string, StoredObject>();
       for (const chunk of chunks(group, MAX_PARAMETERS)) {
         const result = await db
           .withSchema(this.schema)
@@ -210,7 +211,8 @@ export class TargetWriter {
           )
           .execute();
         for (const row of result) {
-          found.set(row.oid, typeof row.data === 'string' ? JSON.parse(row.data) : row.data);
+          const data = parseStoredJson(row.data);
+          if (isStoredObject(data)) found.set(row.oid, data);
         }
       }
       stored.set(table, found);
@@ -223,7 +225,7 @@ export class TargetWriter {
         continue;
       }
       if (change.kind === 'upsert') {
-        resolved.push({ ...row, change: { kind: 'upsert', json: JSON.stringify(change.data) } });
+        resolved.push({ ...row, change: { kind: 'upsert', json: change.json } });
         continue;
       }
       if (change.kind === 'reject') {
@@ -241,8 +243,11 @@ export class TargetWriter {
         continue;
       }
       try {
-        const data = change.patches.reduce(applyPatch, base);
-        resolved.push({ ...row, change: { kind: 'upsert', json: JSON.stringify(data) } });
+        // The stored row is written back from its own number texts: `10.0` and 64-bit
+        // integers stay exactly as the target returned them.
+        const keys = this.dialect.objectKey;
+        const data = change.patches.reduce((doc, patch) => applyPatch(doc, patch, keys), base);
+        resolved.push({ ...row, change: { kind: 'upsert', json: rowJson(data, keys) } });
       } catch (error) {
         if (!(error instanceof RowError)) throw error;
         dead.push(this.deadLetter(row, error.message));

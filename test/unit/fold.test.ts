@@ -1,6 +1,8 @@
 // DESIGN.md §2: change events -> row changes, folded per oid; patches applied like MongoDB did.
 import { describe, expect, it } from 'vitest';
-import { ObjectId, Timestamp, type Document } from 'bson';
+import { Double, Long, ObjectId, Timestamp, type Document } from 'bson';
+import { parseStoredJson, type StoredObject } from '../../src/convert/stored.js';
+import { rowJson } from '../../src/convert/value.js';
 import { convertEvent, type RowEvent } from '../../src/convert/event.js';
 import { applyPatch, foldBatch } from '../../src/convert/fold.js';
 import { crateDialect } from '../../src/target/cratedb/dialect.js';
@@ -58,13 +60,13 @@ describe('convertEvent', () => {
       type: 'row',
       collection: 'accounts',
       oid: id.toHexString(),
-      change: { kind: 'upsert', data: { _id: id.toHexString(), limit: 9000, opened: 10 } },
+      change: { kind: 'upsert', json: `{"_id":"${id.toHexString()}","limit":9000,"opened":10}` },
     });
   });
 
-  it('update without fullDocument becomes a patch with dialect-spelled paths', () => {
+  it('update without fullDocument becomes a patch: MongoDB paths, BSON values', () => {
     const converted = convertEvent(
-      update({ 'a.b.c': 1, 'x.y': new Date(3) }, ['gone.k'], [{ field: 'arr', newSize: 2 }]),
+      update({ 'a.b.c': 1, 'x.y[0]': new Date(3) }, ['gone.k'], [{ field: 'arr', newSize: 2 }]),
       crateDialect.objectKey,
     );
     expect(converted).toMatchObject({
@@ -74,7 +76,7 @@ describe('convertEvent', () => {
         patch: {
           set: [
             { path: ['a', 'b', 'c'], value: 1 },
-            { path: ['x', 'y'], value: 3 },
+            { path: ['x', 'y[0]'], value: new Date(3) },
           ],
           unset: [['gone', 'k']],
           truncate: [{ path: ['arr'], size: 2 }],
@@ -85,7 +87,7 @@ describe('convertEvent', () => {
 
   it('update with a fullDocument (updateLookup) upserts it', () => {
     expect(convertEvent(updateWithDoc({ n: 2 }), postgresDialect.objectKey)).toMatchObject({
-      change: { kind: 'upsert', data: { n: 2 } },
+      change: { kind: 'upsert', doc: { n: 2 } },
     });
   });
 
@@ -181,8 +183,22 @@ describe('foldBatch', () => {
   it.each(cases)('%s', (_name, events, expected) => {
     const folded = rows(events);
     expect(folded).toHaveLength(1);
-    expect(folded[0]!.change).toEqual(expected);
+    const change = folded[0]!.change;
+    expect(
+      change.kind === 'upsert' ? { kind: 'upsert', data: JSON.parse(change.json) } : change,
+    ).toEqual(expected);
     expect(folded[0]!.events).toHaveLength(events.length);
+  });
+
+  it('an update merged into an insert keeps BSON number types and dialect keys', () => {
+    const folded = rows(
+      [insert({ price: new Double(10) }), update({ qty: new Double(2), 'a[b': new Long(1) })],
+      crateDialect,
+    );
+    expect(folded[0]!.change).toMatchObject({
+      kind: 'upsert',
+      json: `{"_id":"${id.toHexString()}","price":10.0,"qty":2.0,"a_b":1}`,
+    });
   });
 
   it('keeps rows apart by collection and oid, in first-touched order', () => {
@@ -249,6 +265,20 @@ describe('applyPatch', () => {
     const before = structuredClone(base);
     expect(applyPatch(base, patch)).toEqual(expected);
     expect(base).toEqual(before);
+  });
+
+  it('patches a stored row exactly: its number texts kept, paths spelled as stored', () => {
+    const stored = parseStoredJson(
+      '{"a_b":{"c":1.0},"n":9223372036854775807,"x":1.0E300}',
+    ) as StoredObject;
+    const patched = applyPatch(
+      stored,
+      { set: [{ path: ['a[b', 'd'], value: new Double(2) }], unset: [['x']], truncate: [] },
+      crateDialect.objectKey,
+    );
+    expect(rowJson(patched, crateDialect.objectKey)).toBe(
+      '{"a_b":{"c":1.0,"d":2.0},"n":9223372036854775807}',
+    );
   });
 
   it('refuses to set a named field inside an array', () => {

@@ -18,7 +18,9 @@ import {
   Timestamp,
   UUID,
 } from 'bson';
-import { oidOf, toJsonObject, toJsonValue } from '../../src/convert/value.js';
+import type { Document } from 'bson';
+import { canonicalJson, parseStoredJson } from '../../src/convert/stored.js';
+import { oidOf, rowJson, valueJson } from '../../src/convert/value.js';
 import { idTypeGroup } from '../../src/mongo/snapshot.js';
 import { crateDialect } from '../../src/target/cratedb/dialect.js';
 import { postgresDialect } from '../../src/target/postgres/dialect.js';
@@ -27,52 +29,113 @@ import { RowError } from '../../src/errors.js';
 const oid = new ObjectId('5ca4bbcea2dd94ee58162a68');
 const uuid = new UUID('0df078f3-3aa7-4a2e-9696-e0520c1a828a');
 
-const values: [string, unknown, unknown][] = [
-  ['ObjectId', oid, '5ca4bbcea2dd94ee58162a68'],
-  ['Date (ms kept)', new Date(1700000000123), 1700000000123],
-  ['Date before 1970', new Date(-226117231001), -226117231001],
-  ['Timestamp', new Timestamp({ t: 1700000000, i: 7 }), 1700000000000],
-  ['Decimal128', Decimal128.fromString('42.42'), '42.42'],
-  ['Decimal128 trailing zero', Decimal128.fromString('1.10'), '1.10'],
-  ['Int32', new Int32(7), 7],
-  ['Double', new Double(1.5), 1.5],
-  ['number', 3.25, 3.25],
-  ['NaN', NaN, null],
-  ['Infinity', Infinity, null],
-  ['-Infinity', new Double(-Infinity), null],
-  ['Int64 small', Long.fromNumber(42), 42],
-  ['Int64 2^53-1', Long.fromString('9007199254740991'), 9007199254740991],
+// Each BSON value and the JSON text it becomes: numbers keep their BSON type in the text.
+const values: [string, unknown, string][] = [
+  ['ObjectId', oid, '"5ca4bbcea2dd94ee58162a68"'],
+  ['Date (ms kept)', new Date(1700000000123), '1700000000123'],
+  ['Date before 1970', new Date(-226117231001), '-226117231001'],
+  ['Timestamp', new Timestamp({ t: 1700000000, i: 7 }), '1700000000000'],
+  ['Decimal128', Decimal128.fromString('42.42'), '"42.42"'],
+  ['Decimal128 trailing zero', Decimal128.fromString('1.10'), '"1.10"'],
+  ['Int32', new Int32(7), '7'],
+  ['Int32 negative', new Int32(-2147483648), '-2147483648'],
+  ['Double', new Double(1.5), '1.5'],
+  ['Double, whole', new Double(10), '10.0'],
+  ['Double, negative whole', new Double(-3), '-3.0'],
+  ['Double, zero', new Double(0), '0.0'],
+  ['Double, negative zero', new Double(-0), '-0.0'],
+  ['Double, large', new Double(1e300), '1e+300'],
+  ['Double, 2^53 + 2', new Double(2 ** 53 + 2), '9007199254740994.0'],
+  ['Double, 1e20', new Double(1e20), '100000000000000000000.0'],
+  ['Double, small', new Double(1e-7), '1e-7'],
+  ['Double, max', new Double(Number.MAX_VALUE), '1.7976931348623157e+308'],
+  ['number with a fraction', 3.25, '3.25'],
+  ['number, safe integer', 42, '42'],
+  ['number beyond 2^53 is a Double', 2 ** 60, '1152921504606847000.0'],
+  ['NaN', NaN, 'null'],
+  ['Double NaN', new Double(NaN), 'null'],
+  ['Infinity', Infinity, 'null'],
+  ['-Infinity', new Double(-Infinity), 'null'],
+  ['Int64 small', Long.fromNumber(42), '42'],
+  ['Int64 2^53-1', Long.fromString('9007199254740991'), '9007199254740991'],
   ['Int64 2^53+1', Long.fromString('9007199254740993'), '9007199254740993'],
   ['Int64 -2^63', Long.fromString('-9223372036854775808'), '-9223372036854775808'],
+  ['Int64 2^63-1', Long.fromString('9223372036854775807'), '9223372036854775807'],
   ['bigint', 2n ** 60n, '1152921504606846976'],
-  ['UUID binary (subtype 4)', uuid, '0df078f3-3aa7-4a2e-9696-e0520c1a828a'],
-  ['other binary', new Binary(Buffer.from('hello'), 0), 'aGVsbG8='],
-  ['BSONRegExp', new BSONRegExp('^a.c$', 'im'), '/^a.c$/im'],
-  ['RegExp', /x+y/gi, '/x+y/gi'],
-  ['MinKey', new MinKey(), 'MinKey'],
-  ['MaxKey', new MaxKey(), 'MaxKey'],
-  ['Code', new Code('function () { return 1; }'), 'function () { return 1; }'],
-  ['Symbol', new BSONSymbol('sym'), 'sym'],
+  ['UUID binary (subtype 4)', uuid, '"0df078f3-3aa7-4a2e-9696-e0520c1a828a"'],
+  ['other binary', new Binary(Buffer.from('hello'), 0), '"aGVsbG8="'],
+  ['BSONRegExp', new BSONRegExp('^a.c$', 'im'), '"/^a.c$/im"'],
+  ['RegExp', /x+y/gi, '"/x+y/gi"'],
+  ['MinKey', new MinKey(), '"MinKey"'],
+  ['MaxKey', new MaxKey(), '"MaxKey"'],
+  ['Code', new Code('function () { return 1; }'), '"function () { return 1; }"'],
+  ['Symbol', new BSONSymbol('sym'), '"sym"'],
   [
     'DBRef',
     new DBRef('users', oid, 'app'),
-    { $ref: 'users', $id: '5ca4bbcea2dd94ee58162a68', $db: 'app' },
+    '{"$ref":"users","$id":"5ca4bbcea2dd94ee58162a68","$db":"app"}',
   ],
-  ['DBRef without db', new DBRef('users', oid), { $ref: 'users', $id: '5ca4bbcea2dd94ee58162a68' }],
-  ['undefined', undefined, null],
-  ['null', null, null],
-  ['string with newline', 'a\nb', 'a\nb'],
-  ['boolean', true, true],
+  [
+    'DBRef without db',
+    new DBRef('users', oid),
+    '{"$ref":"users","$id":"5ca4bbcea2dd94ee58162a68"}',
+  ],
+  ['undefined', undefined, 'null'],
+  ['null', null, 'null'],
+  ['string with newline and quote', 'a\n"b', '"a\\n\\"b"'],
+  ['string with NUL', 'a\u0000b', '"a\\u0000b"'],
+  ['boolean', true, 'true'],
+  ['empty object and array', { o: {}, a: [] }, '{"o":{},"a":[]}'],
   [
     'nested',
-    { a: [1, { b: new Date(5) }], c: { d: Long.fromNumber(1) } },
-    { a: [1, { b: 5 }], c: { d: 1 } },
+    { a: [new Int32(1), { b: new Date(5) }], c: { d: Long.fromNumber(1), e: new Double(2) } },
+    '{"a":[1,{"b":5}],"c":{"d":1,"e":2.0}}',
   ],
 ];
 
-describe('toJsonValue', () => {
+describe('valueJson', () => {
   it.each(values)('%s', (_name, input, expected) => {
-    expect(toJsonValue(input)).toEqual(expected);
+    expect(valueJson(input)).toBe(expected);
+  });
+
+  it('is valid JSON that means the same value', () => {
+    for (const [, input, expected] of values) {
+      expect(() => JSON.parse(valueJson(input))).not.toThrow();
+      expect(valueJson(input)).toBe(expected);
+    }
+  });
+});
+
+describe('stored rows are written back exactly', () => {
+  it.each([
+    ['a whole Double', '{"price":10.0}'],
+    ['Int64 beyond 2^53', '{"n":9223372036854775807}'],
+    ['an exponent', '{"x":1e+300,"y":[1.5,-0.0]}'],
+    ["Jackson's spelling", '{"x":1.0E300}'],
+  ])('%s', (_name, text) => {
+    expect(rowJson(parseStoredJson(text) as Document)).toBe(text);
+  });
+});
+
+describe('canonicalJson compares numbers by exact value', () => {
+  it.each([
+    ['10', '10.0', true],
+    ['1e+300', `1${'0'.repeat(300)}`, true],
+    ['1.0E300', '1e300', true],
+    ['0.1', '1e-1', true],
+    ['9007199254740993', '9007199254740992', false],
+    ['10.5', '10', false],
+    ['-0.0', '0', true],
+  ])('%s vs %s', (a, b, same) => {
+    const ca = canonicalJson(parseStoredJson(`{"k":${a}}`));
+    const cb = canonicalJson(parseStoredJson(`{"k":${b}}`));
+    expect(ca === cb).toBe(same);
+  });
+
+  it('ignores key order', () => {
+    expect(canonicalJson(parseStoredJson('{"a":1,"b":{"c":2,"d":3}}'))).toBe(
+      canonicalJson(parseStoredJson('{"b":{"d":3,"c":2},"a":1}')),
+    );
   });
 });
 
@@ -103,13 +166,13 @@ describe('object keys per dialect', () => {
   };
 
   it('PostgreSQL keeps keys as they are', () => {
-    expect(toJsonObject(doc, postgresDialect.objectKey)).toEqual(doc);
+    expect(JSON.parse(rowJson(doc, postgresDialect.objectKey))).toEqual(doc);
   });
 
-  it('CrateDB replaces . [ ] tab CR LF with _', () => {
-    expect(toJsonObject(doc, crateDialect.objectKey)).toEqual({
+  it('CrateDB replaces . [ tab CR LF with _', () => {
+    expect(JSON.parse(rowJson(doc, crateDialect.objectKey))).toEqual({
       a_b: 1,
-      c_0_: 2,
+      'c_0]': 2,
       tab_here: 3,
       line_break: 4,
       _id: 'x',
@@ -117,10 +180,15 @@ describe('object keys per dialect', () => {
     });
   });
 
+  it('CrateDB keeps ] (legal in its keys; renaming it made needless collisions)', () => {
+    expect(rowJson({ 'a]': 1, a_: 2 }, crateDialect.objectKey)).toBe('{"a]":1,"a_":2}');
+  });
+
   it('a rename onto an existing key is a row error, not an overwrite', () => {
-    expect(() => toJsonObject({ a_b: 1, 'a.b': 2 }, crateDialect.objectKey)).toThrow(RowError);
-    expect(() => toJsonObject({ 'a.b': 2, a_b: 1 }, crateDialect.objectKey)).toThrow(RowError);
-    expect(() => toJsonObject({ 'a.b': 1, 'a[b': 2 }, crateDialect.objectKey)).toThrow(/a_b/);
+    expect(() => rowJson({ a_b: 1, 'a.b': 2 }, crateDialect.objectKey)).toThrow(RowError);
+    expect(() => rowJson({ 'a.b': 2, a_b: 1 }, crateDialect.objectKey)).toThrow(RowError);
+    expect(() => rowJson({ 'a.b': 1, 'a[b': 2 }, crateDialect.objectKey)).toThrow(/a_b/);
+    expect(() => rowJson({ x: { 'a.b': 1, 'a[b': 2 } }, crateDialect.objectKey)).toThrow(/a_b/);
   });
 });
 
@@ -134,10 +202,10 @@ describe('real sample documents', () => {
     const lines = text.split('\n').filter(Boolean);
     for (const line of lines) {
       const doc = EJSON.parse(line, { relaxed: false });
-      const data = toJsonObject(doc, crateDialect.objectKey);
-      expect(typeof data._id).toBe('string');
-      // The result is plain JSON: it survives a JSON round trip unchanged.
-      expect(JSON.parse(JSON.stringify(data))).toEqual(data);
+      const text = rowJson(doc, crateDialect.objectKey);
+      expect(typeof JSON.parse(text)._id).toBe('string');
+      // Written back from its lossless parse, the text is the same: nothing rounded.
+      expect(rowJson(parseStoredJson(text) as Document)).toBe(text);
     }
     expect(lines.length).toBeGreaterThan(100);
   });
@@ -147,12 +215,10 @@ describe('real sample documents', () => {
       '{"_id":{"$oid":"5ca4bbcea2dd94ee58162a68"},"birthdate":{"$date":{"$numberLong":"-226117231000"}},"accounts":[{"$numberInt":"371138"}],"geo":{"type":"Point","coordinates":[{"$numberDouble":"-93.24565"},{"$numberDouble":"44.85466"}]}}',
       { relaxed: false },
     );
-    expect(toJsonObject(customer)).toEqual({
-      _id: '5ca4bbcea2dd94ee58162a68',
-      birthdate: -226117231000,
-      accounts: [371138],
-      geo: { type: 'Point', coordinates: [-93.24565, 44.85466] },
-    });
+    expect(rowJson(customer)).toBe(
+      '{"_id":"5ca4bbcea2dd94ee58162a68","birthdate":-226117231000,"accounts":[371138],' +
+        '"geo":{"type":"Point","coordinates":[-93.24565,44.85466]}}',
+    );
   });
 });
 

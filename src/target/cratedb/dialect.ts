@@ -2,8 +2,9 @@ import { sql } from 'kysely';
 import type { Dialect } from '../dialect.js';
 import { loadSql, quoteIdent } from '../sql.js';
 
-// CrateDB rejects these inside object keys: `.` and `[ ]` (subscripts), tab, CR and LF.
-const FORBIDDEN_KEY_CHARS = /[.[\]\t\r\n]/g;
+// CrateDB rejects these inside object keys (`ColumnIdent.validateObjectKey`): `.` and `[`
+// (subscripts), tab, CR and LF. `]` is allowed.
+const FORBIDDEN_KEY_CHARS = /[.[\t\r\n]/g;
 
 export const crateDialect: Dialect = {
   name: 'cratedb',
