@@ -373,6 +373,65 @@ describe('change streams', () => {
   });
 });
 
+// Sources: src/mongo/db/pipeline/document_source_change_stream_add_post_image.cpp and
+// ..._add_pre_image.cpp (47),
+// src/mongo/db/pipeline/pipeline.cpp (20: stage not permitted in a $changeStream pipeline),
+// src/mongo/db/query/getmore_cmd.cpp (awaitData getMore waits for a matching event).
+describe('errors and waits as a 7.0 server gives them', () => {
+  it('fails fullDocument and fullDocumentBeforeChange "required" without images with 47', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('required');
+    await coll.insertOne({ _id: 1 as never, n: 1 });
+    const after = await openStream(coll.watch([], { fullDocument: 'required' }));
+    const before = await openStream(coll.watch([], { fullDocumentBeforeChange: 'required' }));
+    await coll.updateOne({ _id: 1 as never }, { $set: { n: 2 } });
+    await expect(after.next()).rejects.toMatchObject({ code: 47, codeName: 'NoMatchingDocument' });
+    await expect(before.next()).rejects.toMatchObject({ code: 47, codeName: 'NoMatchingDocument' });
+    await after.close();
+    await before.close();
+  });
+
+  it('refuses stages a change stream does not allow with 20, unknown stages with 40324', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('stages');
+    for (const stage of [{ $group: { _id: null } }, { $sort: { _id: 1 } }, { $limit: 1 }]) {
+      const stream = coll.watch([stage]);
+      await expect(stream.tryNext()).rejects.toMatchObject({
+        code: 20,
+        codeName: 'IllegalOperation',
+      });
+      await stream.close();
+    }
+    const allowed = coll.watch([
+      { $match: { operationType: 'insert' } },
+      { $project: { documentKey: 1 } },
+      { $addFields: { x: 1 } },
+      { $set: { y: 1 } },
+      { $unset: 'y' },
+    ]);
+    expect(await allowed.tryNext()).toBeNull();
+    await allowed.close();
+    const unknown = coll.watch([{ $noSuchStage: {} }]);
+    await expect(unknown.tryNext()).rejects.toMatchObject({ code: 40324 });
+    await unknown.close();
+  });
+
+  it('an empty getMore waits out maxAwaitTimeMS unless a matching event arrives', async () => {
+    const db = client.db(mongo.database());
+    const watched = db.collection<Document>('waited');
+    const other = db.collection<Document>('elsewhere');
+    const stream = await openStream(watched.watch([], { maxAwaitTimeMS: 600 }));
+    let started = Date.now();
+    setTimeout(() => void other.insertOne({ _id: 1 as never }), 100);
+    expect(await stream.tryNext()).toBeNull();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(550);
+    started = Date.now();
+    setTimeout(() => void watched.insertOne({ _id: 1 as never }), 100);
+    const event = await stream.next();
+    expect(event.operationType).toBe('insert');
+    expect(Date.now() - started).toBeLessThan(550);
+    await stream.close();
+  });
+});
+
 // configureFailPoint as a mongod with enableTestCommands=1 answers it (a real server under
 // TEST_MONGODB_URL needs that parameter). Sources: src/mongo/db/commands/fail_point_cmd.cpp,
 // src/mongo/util/fail_point.cpp (modes, `count`), src/mongo/db/commands.cpp

@@ -176,7 +176,7 @@ describe('cdc-relay', () => {
       'an idle checkpoint',
       15_000,
     );
-    expect(after).toMatch(/"startAfter":\{"_data":"[0-9a-f]+"\}/);
+    expect(after).toMatch(/"startAfter":\{"_data":"[^"]+"/); // tokens are opaque
     await relay.stop();
   });
 

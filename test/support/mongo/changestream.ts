@@ -86,6 +86,20 @@ export class ChangeStreamCursor {
   /** A real server rejects an unknown or malformed stage when the stream is opened. */
   private validateStages(): void {
     if (this.spec.stages.length === 0) return;
+    const names = this.spec.stages.map((stage) => Object.keys(stage)[0] ?? '');
+    // The pipeline is parsed first (unknown stages), then checked for change streams.
+    const unknown = names.find((name) => !AGGREGATION_STAGES.has(name));
+    if (unknown !== undefined) {
+      throw new CommandError(40324, `Unrecognized pipeline stage name: '${unknown}'`);
+    }
+    const refused = names.find((name) => !CHANGE_STREAM_STAGES.has(name));
+    if (refused !== undefined) {
+      throw new CommandError(
+        20,
+        `${refused} is not permitted in a $changeStream pipeline`,
+        'IllegalOperation',
+      );
+    }
     try {
       new Aggregator(this.spec.stages).run([{ _id: { _data: '' }, operationType: 'insert' }]);
     } catch (error) {
@@ -275,11 +289,63 @@ export class ChangeStreamCursor {
   }
 }
 
-function missingImage(which: string): CommandError {
+// document_source_change_stream_add_post_image.cpp / _add_pre_image.cpp (7.0).
+function missingImage(which: 'post-image' | 'pre-image'): CommandError {
+  const events = which === 'post-image' ? 'update events' : 'update, delete and replace events';
   return new CommandError(
-    280,
-    `Change stream was configured to require a ${which} for all update, delete and replace events, but the ${which} was not found`,
-    'ChangeStreamFatalError',
-    ['NonResumableChangeStreamError'],
+    47,
+    `Change stream was configured to require a ${which} for all ${events}, but the ${which} was not found for event`,
+    'NoMatchingDocument',
   );
 }
+
+/** Stages allowed after $changeStream (isAllowedInChangeStream in the server's stage constraints). */
+const CHANGE_STREAM_STAGES = new Set([
+  '$match',
+  '$project',
+  '$addFields',
+  '$set',
+  '$unset',
+  '$replaceRoot',
+  '$replaceWith',
+  '$redact',
+  '$changeStreamSplitLargeEvent',
+]);
+
+/** Every stage name a 7.0 server parses (others fail with 40324). */
+const AGGREGATION_STAGES = new Set([
+  ...CHANGE_STREAM_STAGES,
+  '$bucket',
+  '$bucketAuto',
+  '$changeStream',
+  '$collStats',
+  '$count',
+  '$currentOp',
+  '$densify',
+  '$documents',
+  '$facet',
+  '$fill',
+  '$geoNear',
+  '$graphLookup',
+  '$group',
+  '$indexStats',
+  '$limit',
+  '$listLocalSessions',
+  '$listSearchIndexes',
+  '$listSessions',
+  '$lookup',
+  '$merge',
+  '$out',
+  '$planCacheStats',
+  '$sample',
+  '$search',
+  '$searchMeta',
+  '$setWindowFields',
+  '$shardedDataDistribution',
+  '$skip',
+  '$sort',
+  '$sortByCount',
+  '$unionWith',
+  '$unwind',
+  '$vectorSearch',
+]);
