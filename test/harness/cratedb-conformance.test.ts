@@ -312,6 +312,68 @@ describe('wire and statements', () => {
       "data['o']['s']": 'text',
     });
   });
+
+  // `Schemas.findRelation`: an unknown schema is its own error (XX000, `SchemaUnknownException`);
+  // an unqualified unknown table is named as written.
+  it('tells an unknown schema from an unknown table', async () => {
+    const schemaError = await failure(`SELECT * FROM "${schema}_none"."t"`);
+    expect(schemaError.code).toBe('XX000');
+    expect(schemaError.message).toMatch(new RegExp(`^Schema '${schema}_none' unknown`));
+    const table = await newTable();
+    const other = await connect(schema);
+    try {
+      const error = await other
+        .query('SELECT * FROM nope')
+        .catch((e: { code: string; message: string }) => e);
+      expect(error).toMatchObject({ code: '42P01', message: "Relation 'nope' unknown" });
+      expect(table).toBeTruthy();
+    } finally {
+      await other.end();
+    }
+  });
+
+  // `DoubleType.encodeAsUTF8Text` (Double.toString) and `TimestampZType` ("YYYY-MM-dd HH:mm:ss.SSS+00").
+  it('sends doubles and timestamps in CrateDB`s text formats', async () => {
+    const table = await newTable(`"data" OBJECT(DYNAMIC) AS ("at" TIMESTAMP WITH TIME ZONE)`);
+    await client.query(`INSERT INTO ${table} (oid, data) VALUES ($1, $2)`, [
+      'a',
+      '{"d": 10.0, "big": 1e20, "small": 0.0001, "at": 1700000000123}',
+    ]);
+    const raw = (value: string) => value;
+    const { rows } = await client.query({
+      text: `SELECT data['d'] AS d, data['big'] AS big, data['small'] AS small, data['at'] AS at FROM ${table} WHERE oid = 'a'`,
+      types: { getTypeParser: () => raw },
+    });
+    expect(rows[0]).toEqual({
+      d: '10.0',
+      big: '1.0E20',
+      small: '1.0E-4',
+      at: '2023-11-14 22:13:20.123+00',
+    });
+  });
+
+  // `FormatCodes.fromBuffer` reads the count of Bind's format codes as a short: the `pg` driver
+  // writes 32768 as -32768, and `new FormatCode[-32768]` fails (NegativeArraySizeException).
+  // The relay must stay at 32767 parameters.
+  it('refuses more than 32767 parameters', async () => {
+    const params = Array.from({ length: 32_768 }, (_, i) => String(i));
+    const error = await failure('SELECT $1 AS a', params);
+    expect(error).toEqual({ code: 'XX000', message: '-32768' });
+    expect((await q('SELECT 1 AS x')).rows).toEqual([{ x: 1 }]);
+  });
+
+  // `Sessions.STATEMENT_MAX_LENGTH` (6.0, release notes 6.0.0): 262,144 characters of SQL text.
+  it('limits the statement length from 6.0', async () => {
+    const text = `SELECT '${'x'.repeat(262_144)}' AS s`;
+    if (major() >= 6) {
+      const error = await failure(text);
+      expect(error.message).toBe(
+        `Statement exceeds \`statement_max_length\` (262144 allowed, ${text.length} provided). Try replacing inline values with parameter placeholders (\`?\`)`,
+      );
+    } else {
+      expect((await q(text)).rows[0]!.s).toHaveLength(262_144);
+    }
+  });
 });
 
 describe('visibility', () => {
@@ -591,6 +653,34 @@ describe('rows the shard refuses', () => {
     expect(rows[0]!.free).toEqual({ 'a.b': [1, 'x', { c: [] }] });
   });
 
+  // `DocTableInfo.checkObjectDepthLimit` (`index.mapping.depth.limit`, 100, enforced again from
+  // 6.0, release notes 6.0.0); 5.10 registers the setting but does not check it.
+  it('limits the depth of new sub-columns to 100 from 6.0', async () => {
+    const table = await newTable();
+    const nest = (depth: number): Record<string, unknown> => {
+      let doc: Record<string, unknown> = { leaf: 1 };
+      for (let i = 1; i < depth; i++) doc = { [`l${i}`]: doc };
+      return doc;
+    };
+    const deep = JSON.stringify(nest(101));
+    if (major() >= 6) {
+      const error = await failure(`INSERT INTO ${table} (oid, data) VALUES ($1, $2)`, ['a', deep]);
+      expect(error.message).toMatch(/^Limit of max column depth \[100\] in table \[.*\] exceeded$/);
+    } else {
+      expect(
+        (await q(`INSERT INTO ${table} (oid, data) VALUES ($1, $2)`, ['a', deep])).rowCount,
+      ).toBe(1);
+    }
+    expect(
+      (
+        await q(`INSERT INTO ${table} (oid, data) VALUES ($1, $2)`, [
+          'b',
+          JSON.stringify(nest(100)),
+        ])
+      ).rowCount,
+    ).toBe(1);
+  });
+
   // `DataTypes.guessType`: Jackson reads integers beyond int64 as BigInteger, which has no type.
   it('cannot type an integer beyond int64', async () => {
     const table = await newTable();
@@ -671,6 +761,15 @@ describe('faults (harness only)', () => {
       await c6.query('CREATE TABLE t (oid TEXT PRIMARY KEY, data OBJECT)');
       const nested = await c6.query(`INSERT INTO t (oid, data) VALUES ('a', '{"n": [[1], [2]]}')`);
       expect(nested.rowCount).toBe(1);
+      // `InsertFromValues.reportErrorAsRowCount` (6.4.3): a multi-row INSERT reports an
+      // unavailable shard as a smaller row count; one row still fails.
+      v6.failNext(1);
+      const multi = await c6.query(`INSERT INTO t (oid, data) VALUES ('b', '{}'), ('c', '{}')`);
+      expect(multi.rowCount).toBe(0);
+      v6.failNext(1);
+      await expect(c6.query(`INSERT INTO t (oid, data) VALUES ('b', '{}')`)).rejects.toThrow(
+        /shard is not active/,
+      );
     } finally {
       await c6.end();
       await v6.close();

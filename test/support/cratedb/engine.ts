@@ -36,6 +36,12 @@ export const PK_LOOKUP_MAX_TERMS = 9_998;
 export const TOTAL_COLUMNS_LIMIT = 1000;
 /** Lucene's limit on one indexed term (`IndexWriter.MAX_TERM_LENGTH`). */
 export const MAX_TERM_BYTES = 32766;
+/** `statement_max_length` (6.0+, `Sessions.STATEMENT_MAX_LENGTH`), in characters. */
+export const STATEMENT_MAX_LENGTH = 262_144;
+/** `index.mapping.depth.limit` (enforced again from 6.0, `DocTableInfo.checkObjectDepthLimit`). */
+export const DEPTH_LIMIT = 100;
+/** Schemas that exist without tables. */
+const BUILTIN_SCHEMAS = new Set(['doc', 'information_schema', 'sys', 'pg_catalog', 'blob']);
 /** A shard without searches for this long refreshes on the next search instead (search idle). */
 const SEARCH_IDLE_AFTER_MS = 30_000;
 
@@ -70,12 +76,21 @@ export class Engine {
   readonly tables = new Map<string, Table>();
   private readonly major: number;
   private readonly syntaxCode: string;
+  /**
+   * From 6.4.3 a multi-row INSERT reports a shard-level failure (e.g. an unavailable shard) as a
+   * smaller row count (`InsertFromValues.reportErrorAsRowCount`, release notes 6.4.3).
+   */
+  readonly shardFailuresAsRowCount: boolean;
+  /** The table being written (for messages deep in the indexing of a row). */
+  private indexing: Table | null = null;
   /** Identifies the running statement, to tell the sub-columns it created itself. */
   private statement: object = {};
 
   constructor(readonly options: EngineOptions) {
-    const [major = 0, minor = 0] = options.version.split('.').map(Number);
+    const [major = 0, minor = 0, patch = 0] = options.version.split('.').map(Number);
     this.major = major;
+    this.shardFailuresAsRowCount =
+      major > 6 || (major === 6 && (minor > 4 || (minor === 4 && patch >= 3)));
     this.syntaxCode = major > 6 || (major === 6 && minor >= 4) ? '42601' : 'XX000';
   }
 
@@ -89,12 +104,28 @@ export class Engine {
   }
 
   run(sql: string, params: (string | null)[], session: SessionInfo): StatementResult {
+    if (this.major >= 6 && sql.length > STATEMENT_MAX_LENGTH) {
+      throw new PgError(
+        'XX000',
+        `Statement exceeds \`statement_max_length\` (${STATEMENT_MAX_LENGTH} allowed, ${sql.length} provided). Try replacing inline values with parameter placeholders (\`?\`)`,
+      );
+    }
     const orTerms = countOrTerms(sql);
     checkGrammar(sql, orTerms, this.syntaxCode);
     if (sql.trim().replace(/;\s*$/, '') === '') return { columns: null, rows: [], tag: '' };
     const statement = parseStatement(sql);
     this.statement = {};
     return this.execute(statement, params, session);
+  }
+
+  /** Whether `sql` is an INSERT of several rows (see shardFailuresAsRowCount). */
+  isMultiRowInsert(sql: string): boolean {
+    try {
+      const s = parseStatement(sql);
+      return s.kind === 'insert' && s.rows.length > 1;
+    } catch {
+      return false;
+    }
   }
 
   private execute(s: Statement, params: (string | null)[], session: SessionInfo): StatementResult {
@@ -137,11 +168,24 @@ export class Engine {
     return `${ref.schema ?? session.schema}.${ref.name}`;
   }
 
+  /**
+   * The table a statement names (`Schemas.findRelation`): an unknown schema and an unknown
+   * table are different errors, and the message names the table as the statement did.
+   */
   private table(ref: TableRef, session: SessionInfo): Table {
     const key = this.key(ref, session);
     const table = this.tables.get(key);
-    if (!table) throw unknownRelation(key);
-    return table;
+    if (table) return table;
+    if (ref.schema !== null && !this.schemaExists(ref.schema)) {
+      throw new PgError('XX000', `Schema '${ref.schema}' unknown`);
+    }
+    throw unknownRelation(ref.schema === null ? ref.name : key);
+  }
+
+  private schemaExists(schema: string): boolean {
+    if (BUILTIN_SCHEMAS.has(schema)) return true;
+    for (const table of this.tables.values()) if (table.schema === schema) return true;
+    return false;
   }
 
   // --- DDL -----------------------------------------------------------------------------------
@@ -777,6 +821,7 @@ export class Engine {
    * limits, term length. Throws RowFailure; returns the schema changes to apply on success.
    */
   private index(table: Table, row: Row): (() => void)[] {
+    this.indexing = table;
     const updates: (() => void)[] = [];
     let added = 0;
     for (const [name, value] of Object.entries(row)) {
@@ -862,6 +907,11 @@ export class Engine {
         throw new RowFailure(`Cannot add column \`${key}\` to strict object \`${sqlFqn(path)}\``);
       }
       validateKey(key, RowFailure);
+      if (this.major >= 6 && path.length > DEPTH_LIMIT) {
+        throw new RowFailure(
+          `Limit of max column depth [${DEPTH_LIMIT}] in table [${this.indexing!.fqn}] exceeded`,
+        );
+      }
       const guessed = this.guessNewType(inner);
       const created = newColumn(key, guessed);
       created.createdBy = this.statement;

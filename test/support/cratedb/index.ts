@@ -130,6 +130,9 @@ export class CrateHarness implements StatementRunner {
     while (this.paused) await this.paused.promise;
     if (this.failures.count > 0) {
       this.failures.count--;
+      if (this.engine.shardFailuresAsRowCount && this.engine.isMultiRowInsert(sql)) {
+        return { columns: null, rows: [], tag: 'INSERT 0 0' };
+      }
       throw new PgError('XX000', this.failures.message);
     }
     return this.engine.run(sql, params, session);

@@ -482,7 +482,8 @@ export function pgText(value: Value, type: DataType): string | null {
       return toJson(value);
     case 'double precision':
     case 'real':
-      return typeof value === 'number' ? String(value) : String(value);
+      // `DoubleType.encodeAsUTF8Text`: Double.toString.
+      return javaDouble(Number(value));
     case 'timestamp with time zone':
     case 'timestamp without time zone':
       return typeof value === 'bigint'

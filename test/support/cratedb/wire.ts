@@ -289,9 +289,14 @@ export class WireSession {
         const name = r.cstring();
         const statement = this.prepared.get(name);
         if (!statement) throw new PgError('26000', `No statement found with name: ${name}`);
+        // Counts are read as signed shorts (`FormatCodes.fromBuffer`, `handleBindMessage`): the
+        // `pg` driver writes 32768 parameters as -32768, and `new FormatCode[n]` refuses it.
         const formatCount = r.int16();
+        if (formatCount < 0) throw new PgError('XX000', String(formatCount));
         const formats = Array.from({ length: formatCount }, () => r.int16());
         const count = r.int16();
+        // `handleBindMessage` → `new ArrayList<>(n)`.
+        if (count < 0) throw new PgError('XX000', `Illegal Capacity: ${count}`);
         const params: (string | null)[] = [];
         for (let i = 0; i < count; i++) {
           const length = r.int32();
