@@ -14,12 +14,20 @@ const MAX_CACHED = 2000;
 export const PARSER_MAX_OR_TERMS = 12_000;
 
 /**
- * The JavaScript build of the grammar runs ANTLR in LL mode and recurses deeper per term than the
- * JVM allows for: it takes about a second per thousand OR terms and overflows Node's stack near
- * 6,000. Statements with longer OR chains (primary-key lists) are checked only by the harness's
- * own parser, which accepts exactly the `pk = $n OR …` shape.
+ * The JavaScript build of the grammar runs ANTLR in LL mode: about a second per thousand OR terms
+ * or several thousand VALUES rows, and it overflows Node's stack near 6,000 OR terms. Repeated
+ * parameter-only parts (`($1, $2), ($3, $4), …` and `"oid" = $1 OR "oid" = $2 …`) parse the
+ * same however often they repeat, so the grammar checks the statement with one of each; the
+ * harness's own parser still reads the whole statement.
  */
-const GRAMMAR_MAX_OR_TERMS = 1_000;
+const TUPLE = String.raw`\(\s*\$\d+(?:\s*,\s*\$\d+)*\s*\)`;
+const REPEATED_TUPLES = new RegExp(`(${TUPLE})(?:\\s*,\\s*${TUPLE})+`, 'g');
+const TERM = String.raw`(?:"[^"]+"|\w+)\s*=\s*\$\d+`;
+const REPEATED_TERMS = new RegExp(`(${TERM})(?:\\s+or\\s+${TERM})+`, 'gi');
+
+export function grammarShape(sql: string): string {
+  return sql.replace(REPEATED_TUPLES, '$1').replace(REPEATED_TERMS, '$1');
+}
 
 /** `syntaxCode`: XX000 up to 6.3, 42601 from 6.4 (`PGError.fromThrowable`). */
 export function checkGrammar(sql: string, orTerms: number, syntaxCode: string): void {
@@ -29,12 +37,12 @@ export function checkGrammar(sql: string, orTerms: number, syntaxCode: string): 
       'line 1:1: statement is too large (stack overflow while parsing)',
     );
   }
-  if (orTerms > GRAMMAR_MAX_OR_TERMS) return;
-  let verdict = verdicts.get(sql);
+  const shape = grammarShape(sql);
+  let verdict = verdicts.get(shape);
   if (verdict === undefined) {
-    verdict = parseError(sql);
+    verdict = parseError(shape);
     if (verdicts.size >= MAX_CACHED) verdicts.clear();
-    verdicts.set(sql, verdict);
+    verdicts.set(shape, verdict);
   }
   if (verdict !== null) throw new PgError(syntaxCode, verdict);
 }
