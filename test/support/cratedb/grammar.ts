@@ -22,7 +22,8 @@ export const PARSER_MAX_OR_TERMS = 12_000;
  */
 const TUPLE = String.raw`\(\s*\$\d+(?:\s*,\s*\$\d+)*\s*\)`;
 const REPEATED_TUPLES = new RegExp(`(${TUPLE})(?:\\s*,\\s*${TUPLE})+`, 'g');
-const TERM = String.raw`(?:"[^"]+"|\w+)\s*=\s*\$\d+`;
+// `\b`: a long word is tried from its start only (no quadratic backtracking).
+const TERM = String.raw`(?:"[^"]+"|\b\w+)\s*=\s*\$\d+`;
 const REPEATED_TERMS = new RegExp(`(${TERM})(?:\\s+or\\s+${TERM})+`, 'gi');
 
 export function grammarShape(sql: string): string {
