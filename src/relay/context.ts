@@ -7,7 +7,6 @@ import { isTransientMongoError } from '../mongo/errors.js';
 import type { SourceOptions } from '../mongo/source.js';
 import { withRetry } from '../retry.js';
 import type { RelayStats } from '../stats.js';
-import { classifyTargetError } from '../target/errors.js';
 import type { Checkpoint, TargetWriter, WriteResult } from '../target/writer.js';
 import type { RelayHealth } from './health.js';
 
@@ -41,7 +40,7 @@ export class RelayContext {
   target<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     return withRetry(fn, {
       what: 'target',
-      isTransient: (e) => classifyTargetError(e) === 'transient',
+      isTransient: (e) => this.writer.dialect.classifyError(e).kind === 'transient',
       log: this.log,
       signal,
       ...this.health.retrying('target'),

@@ -11,6 +11,7 @@ import {
 import type { KeyPolicy } from '../convert/value.js';
 import { ConfigError } from '../errors.js';
 import { crateDialect } from './cratedb/dialect.js';
+import type { TargetErrorClass } from './errors.js';
 import { postgresDialect } from './postgres/dialect.js';
 
 export type DialectName = 'cratedb' | 'postgres';
@@ -33,6 +34,8 @@ export interface Dialect {
   oidIn(eb: ExpressionBuilder<any, any>, oids: string[]): Expression<SqlBool>;
   /** The `data` value of a row, given as JSON text, as a statement parameter. */
   dataValue(json: string): RawBuilder<unknown>;
+  /** Whether to retry, dead-letter the row, or stop, with the sentence to tell a person. */
+  classifyError(error: unknown): TargetErrorClass;
   /** Makes written rows visible to every query (CrateDB refreshes periodically). */
   refresh(db: Kysely<unknown>, schema: string, table: string): Promise<void>;
 }

@@ -8,6 +8,12 @@ import { errorMessage } from '../errors.js';
  */
 export type TargetErrorKind = 'transient' | 'row' | 'fatal';
 
+/** What to do about an error, and the sentence to tell a person. */
+export interface TargetErrorClass {
+  kind: TargetErrorKind;
+  message: string;
+}
+
 const NETWORK_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -29,10 +35,15 @@ const FATAL_SQLSTATES = new Set([
   '0A000', // feature_not_supported
 ]);
 
-export function classifyTargetError(error: unknown): TargetErrorKind {
-  const e = error as { code?: unknown; message?: unknown } | null;
-  const code = typeof e?.code === 'string' ? e.code : '';
+/** The rules every PostgreSQL-wire target shares; a dialect refines them (`Dialect.classifyError`). */
+export function classifyTargetError(error: unknown): TargetErrorClass {
   const message = errorMessage(error);
+  return { kind: kindOf(error, message), message };
+}
+
+function kindOf(error: unknown, message: string): TargetErrorKind {
+  const e = error as { code?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
   if (NETWORK_CODES.has(code)) return 'transient';
   if (/^(08|53|57P0)/.test(code) || code === '40001' || code === '40P01') return 'transient';
   if (
@@ -43,9 +54,5 @@ export function classifyTargetError(error: unknown): TargetErrorKind {
     return 'transient';
   }
   if (FATAL_SQLSTATES.has(code) || code.startsWith('28')) return 'fatal';
-  // CrateDB reports unknown tables and schemas with internal codes; its messages say so.
-  if (/(RelationUnknown|SchemaUnknown|Relation '.*' unknown|Schema '.*' unknown)/i.test(message)) {
-    return 'fatal';
-  }
   return 'row';
 }

@@ -10,7 +10,6 @@ import { rowJson } from '../convert/value.js';
 import { RelayError, RowError, errorMessage } from '../errors.js';
 import type { StreamPosition } from '../mongo/source.js';
 import type { Dialect, ObjectPolicy } from './dialect.js';
-import { classifyTargetError } from './errors.js';
 import { quoteIdent } from './sql.js';
 
 /** The wire protocol's limit on bind parameters in one statement. */
@@ -96,12 +95,13 @@ export class TargetWriter {
     try {
       await sql.raw(statement).execute(this.db);
     } catch (error) {
-      if (classifyTargetError(error) === 'transient') throw error;
+      const { kind, message } = this.dialect.classifyError(error);
+      if (kind === 'transient') throw error;
       throw new RelayError(
         `could not run "${statement
           .split('\n')
           .find((l) => !l.startsWith('--'))
-          ?.trim()}": ${errorMessage(error)}`,
+          ?.trim()}": ${message}`,
         {
           cause: error,
         },
@@ -275,11 +275,11 @@ export class TargetWriter {
       );
       return rows.length;
     } catch (error) {
-      const errorKind = classifyTargetError(error);
+      const { kind: errorKind, message } = this.dialect.classifyError(error);
       if (errorKind === 'transient') throw error;
       if (errorKind === 'fatal') {
         throw new RelayError(
-          `${kind} of ${rows.length} rows into ${quoteIdent(this.schema)}.${quoteIdent(table)} failed: ${errorMessage(error)}`,
+          `${kind} of ${rows.length} rows into ${quoteIdent(this.schema)}.${quoteIdent(table)} failed: ${message}`,
           { cause: error },
         );
       }

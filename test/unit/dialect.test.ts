@@ -143,13 +143,67 @@ describe('classifyTargetError', () => {
     [new Error('Connection terminated unexpectedly'), 'transient'],
     [{ code: '42P01', message: 'relation "x" does not exist' }, 'fatal'],
     [{ code: '28P01', message: 'password authentication failed' }, 'fatal'],
-    [{ code: 'XX000', message: "RelationUnknown[Relation 'doc.x' unknown]" }, 'fatal'],
     [{ code: '22P05', message: 'unsupported Unicode escape sequence' }, 'row'],
-    [
-      { code: 'XX000', message: 'Cannot cast object element `a` with value `x` to type `bigint`' },
-      'row',
-    ],
   ])('%o is %s', (error, kind) => {
-    expect(classifyTargetError(error)).toBe(kind);
+    expect(classifyTargetError(error).kind).toBe(kind);
+    expect(postgresDialect.classifyError(error).kind).toBe(kind);
+  });
+});
+
+// CrateDB sends nearly everything as XX000 (`PGError.fromThrowable`); messages as its exceptions
+// word them (shared/notes/cratedb.md, "Errors over the PostgreSQL wire protocol").
+describe('CrateDB errors are classified by message as well as code', () => {
+  const xx = (message: string) => ({ code: 'XX000', message });
+  it.each([
+    [
+      xx('ShardNotAvailableException: [doc][0] primary shard is not active Timeout: [1m]'),
+      'transient',
+    ],
+    [xx('UnavailableShardsException[[doc.t][2] primary shard is not active]'), 'transient'],
+    [xx('NoShardAvailableActionException[No shard available for [doc.t]]'), 'transient'],
+    [xx('ClusterBlockException[blocked by: [SERVICE_UNAVAILABLE/2/no master];]'), 'transient'],
+    [xx('blocked by: [SERVICE_UNAVAILABLE/1/state not recovered / initialized];'), 'transient'],
+    [xx('blocked by: [FORBIDDEN/12/index read-only / allow delete (api)];'), 'transient'],
+    [
+      xx('NodeDisconnectedException[[node-2][10.0.0.2:4300][indices:crate/sql/job] disconnected]'),
+      'transient',
+    ],
+    [xx('NodeNotConnectedException[[node-2][10.0.0.2:4300] Node not connected]'), 'transient'],
+    [
+      xx(
+        'CircuitBreakingException[[query] Data too large, data for [collect: 0] would be larger than limit]',
+      ),
+      'transient',
+    ],
+    [
+      xx(
+        'rejected execution of org.elasticsearch.common.util.concurrent.TimedRunnable on EsThreadPoolExecutor',
+      ),
+      'transient',
+    ],
+    [xx('JobKilledException[Job killed. Participating node=node-2 disconnected.]'), 'transient'],
+    [xx('Job killed by user'), 'transient'],
+    [{ code: 'ECONNRESET', message: 'read ECONNRESET' }, 'transient'],
+    [xx("MissingPrivilegeException[Missing 'DML' privilege for user 'relay']"), 'fatal'],
+    [xx("Missing 'DQL' privilege for user 'relay'"), 'fatal'],
+    [{ code: '42P01', message: "Relation 'doc.orders' unknown" }, 'fatal'],
+    [xx("RelationUnknown[Relation 'doc.x' unknown]"), 'fatal'],
+    [xx("SchemaUnknownException[Schema 'nope' unknown]"), 'fatal'],
+    [xx("line 1:8: mismatched input 'FORM' expecting {<EOF>, ';'}"), 'fatal'],
+    [{ code: '42601', message: "line 1:8: mismatched input 'FORM'" }, 'fatal'],
+    [xx('Cannot cast object element `a` with value `x` to type `bigint`'), 'row'],
+    [xx('Limit of total columns [1000] in table [doc.t] exceeded'), 'row'],
+    [xx('Dynamic nested arrays are not supported'), 'row'],
+  ])('%o is %s', (error, kind) => {
+    expect(crateDialect.classifyError(error).kind).toBe(kind);
+  });
+
+  it('says what to do about a missing privilege or a dropped table', () => {
+    expect(crateDialect.classifyError(xx("Missing 'DML' privilege for user 'r'")).message).toMatch(
+      /GRANT DQL, DML, DDL/,
+    );
+    expect(
+      crateDialect.classifyError({ code: '42P01', message: "Relation 'doc.t' unknown" }).message,
+    ).toMatch(/dropped while the relay was running; start the relay again/);
   });
 });

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Dialect } from '../dialect.js';
 import { loadSql, quoteIdent } from '../sql.js';
+import { classifyCrateError } from './errors.js';
 
 // CrateDB rejects these inside object keys (`ColumnIdent.validateObjectKey`): `.` and `[`
 // (subscripts), tab, CR and LF. `]` is allowed.
@@ -32,6 +33,7 @@ export const crateDialect: Dialect = {
   oidIn: (eb, oids) => eb.or(oids.map((oid) => eb('oid', '=', oid))),
   // CrateDB casts JSON text to the OBJECT column; pg would send a JS array as an array literal.
   dataValue: (json) => sql`${json}`,
+  classifyError: classifyCrateError,
   refresh: async (db, schema, table) => {
     await sql.raw(`REFRESH TABLE ${quoteIdent(schema)}.${quoteIdent(table)}`).execute(db);
   },

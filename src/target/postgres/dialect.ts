@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Dialect } from '../dialect.js';
+import { classifyTargetError } from '../errors.js';
 import { loadSql } from '../sql.js';
 
 export const postgresDialect: Dialect = {
@@ -18,5 +19,6 @@ export const postgresDialect: Dialect = {
   },
   oidIn: (eb, oids) => eb('oid', 'in', oids),
   dataValue: (json) => sql`${json}::jsonb`,
+  classifyError: classifyTargetError,
   refresh: async () => {},
 };
