@@ -59,6 +59,23 @@ export function positiveInt(raw: Raw, key: string, flag: string): number {
   return value;
 }
 
+/**
+ * Most events in one batch. A batch is held in memory and written before its checkpoint; beyond
+ * this, batches only grow memory and the work redone after a fault, while statements are split
+ * to the target's limits anyway.
+ */
+export const MAX_BATCH_SIZE = 100_000;
+
+function batchSize(raw: Raw): number {
+  const value = positiveInt(raw, 'batchSize', '--batch-size');
+  if (value > MAX_BATCH_SIZE) {
+    throw new ConfigError(
+      `--batch-size must be at most ${MAX_BATCH_SIZE} (a batch is held in memory until its checkpoint; statements are split to the target's limits anyway), not ${value}`,
+    );
+  }
+  return value;
+}
+
 function nonNegativeInt(raw: Raw, key: string, flag: string): number {
   const value = Number(raw[key]);
   if (!Number.isInteger(value) || value < 0) {
@@ -131,7 +148,7 @@ export function relaySettings(raw: Raw): RelaySettings {
     ...target,
     snapshot: raw.snapshot as SnapshotMode,
     fullDocument,
-    batchSize: positiveInt(raw, 'batchSize', '--batch-size'),
+    batchSize: batchSize(raw),
     batchWaitMs: nonNegativeInt(raw, 'batchWaitMs', '--batch-wait-ms'),
     objectPolicy: raw.objectPolicy as ObjectPolicy,
     onError: raw.onError as 'dlq' | 'fail',
@@ -183,7 +200,7 @@ export function replaySettings(file: string, raw: Raw): ReplaySettings {
   return {
     ...targetSettings(raw),
     file,
-    batchSize: positiveInt(raw, 'batchSize', '--batch-size'),
+    batchSize: batchSize(raw),
     objectPolicy: raw.objectPolicy as ObjectPolicy,
     onError: raw.onError as 'dlq' | 'fail',
     streamId: (raw.streamId as string | undefined) || `replay:${file}`,

@@ -34,6 +34,10 @@ export interface Dialect {
   oidIn(eb: ExpressionBuilder<any, any>, oids: string[]): Expression<SqlBool>;
   /** The `data` value of a row, given as JSON text, as a statement parameter. */
   dataValue(json: string): RawBuilder<unknown>;
+  /** Most keys one primary-key lookup or delete names. */
+  readonly maxKeysPerStatement: number;
+  /** Most rows one INSERT carries (its text must stay within the server's statement limit). */
+  readonly maxRowsPerInsert: number;
   /** Whether to retry, dead-letter the row, or stop, with the sentence to tell a person. */
   classifyError(error: unknown): TargetErrorClass;
   /** Makes written rows visible to every query (CrateDB refreshes periodically). */

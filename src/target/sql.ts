@@ -4,6 +4,9 @@ import { sql, type Kysely } from 'kysely';
 
 const SQL_DIR = new URL('../../sql/', import.meta.url);
 
+/** The wire protocol's limit on bind parameters in one statement (a 16-bit count). */
+export const MAX_PARAMETERS = 32767;
+
 /** Quotes an SQL identifier (schema, table, column) for both PostgreSQL and CrateDB. */
 export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;

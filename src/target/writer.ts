@@ -10,10 +10,8 @@ import { rowJson } from '../convert/value.js';
 import { RelayError, RowError, errorMessage } from '../errors.js';
 import type { StreamPosition } from '../mongo/source.js';
 import type { Dialect, ObjectPolicy } from './dialect.js';
-import { quoteIdent } from './sql.js';
+import { MAX_PARAMETERS, quoteIdent } from './sql.js';
 
-/** The wire protocol's limit on bind parameters in one statement. */
-export const MAX_PARAMETERS = 32767;
 /** Upper bound on the JSON text of one upsert statement, to keep statements and memory small. */
 const MAX_STATEMENT_BYTES = 16 * 1024 * 1024;
 
@@ -145,7 +143,7 @@ export class TargetWriter {
         )) {
           const upserts = group.filter((r) => r.change.kind === 'upsert');
           const deletes = group.filter((r) => r.change.kind === 'delete');
-          for (const chunk of upsertChunks(upserts)) {
+          for (const chunk of upsertChunks(upserts, this.dialect.maxRowsPerInsert)) {
             result.upserted += await this.isolate(
               db,
               table,
@@ -155,7 +153,7 @@ export class TargetWriter {
               careful,
             );
           }
-          for (const chunk of chunks(deletes, MAX_PARAMETERS)) {
+          for (const chunk of chunks(deletes, this.dialect.maxKeysPerStatement)) {
             result.deleted += await this.isolate(
               db,
               table,
@@ -198,7 +196,7 @@ export class TargetWriter {
     const patched = rows.filter((r) => r.change.kind === 'patch');
     for (const [table, group] of groupBy(patched, (r) => this.options.tableFor(r.collection))) {
       const found = new Map<string, StoredObject>();
-      for (const chunk of chunks(group, MAX_PARAMETERS)) {
+      for (const chunk of chunks(group, this.dialect.maxKeysPerStatement)) {
         const result = await db
           .withSchema(this.schema)
           .selectFrom(table)
@@ -355,7 +353,8 @@ export class TargetWriter {
 
   private async insertDeadLetters(db: AnyDb, letters: DeadLetter[]): Promise<void> {
     const now = new Date();
-    for (const chunk of chunks(letters, Math.floor(MAX_PARAMETERS / 8))) {
+    const perStatement = Math.min(this.dialect.maxRowsPerInsert, Math.floor(MAX_PARAMETERS / 8));
+    for (const chunk of chunks(letters, perStatement)) {
       await db
         .withSchema(this.schema)
         .insertInto(DEAD_LETTER_TABLE)
@@ -438,9 +437,8 @@ export function chunks<T>(items: T[], size: number): T[][] {
   return out;
 }
 
-/** Upsert statements within the parameter limit (2 per row) and a bounded text size. */
-function upsertChunks(rows: ResolvedRow[]): ResolvedRow[][] {
-  const maxRows = Math.floor(MAX_PARAMETERS / 2);
+/** Upsert statements within the dialect's row limit and a bounded size of their JSON texts. */
+function upsertChunks(rows: ResolvedRow[], maxRows: number): ResolvedRow[][] {
   const out: ResolvedRow[][] = [];
   let current: ResolvedRow[] = [];
   let bytes = 0;

@@ -342,6 +342,7 @@ describe('bad input', () => {
       [['--filter', '[{"$match": '], /--filter is not valid JSON/],
       [['--filter', '{"match": {}}'], /--filter must be pipeline stages/],
       [['--batch-size', '0'], /--batch-size must be a whole number of at least 1/],
+      [['--batch-size', '100001'], /--batch-size must be at most 100000 .*, not 100001/],
       [
         ['--collection', 'a', '--collection', 'b', '--table', 't'],
         /--table names the table of a single collection/,

@@ -132,6 +132,45 @@ describe('writer statements', () => {
   });
 });
 
+describe('CrateDB statements stay primary-key lookups and under statement_max_length', () => {
+  const STATEMENT_MAX_LENGTH = 262_144;
+  const many = (n: number, op: 'insert' | 'delete' | 'update') =>
+    Array.from({ length: n }, (_, i) => ({
+      operationType: op,
+      ns: { db: 'd', coll: 'big' },
+      documentKey: { _id: i },
+      ...(op === 'insert' ? { fullDocument: { _id: i, v: 'x' } } : {}),
+      ...(op === 'update'
+        ? { updateDescription: { updatedFields: { v: 1 }, removedFields: [], truncatedArrays: [] } }
+        : {}),
+    }));
+  const write = async (n: number, op: 'insert' | 'delete' | 'update') => {
+    const { writer, statements } = writerFor(crateDialect);
+    await writer.write(
+      foldBatch(many(n, op).map((e) => convertEvent(e, crateDialect.objectKey) as RowEvent)),
+      null,
+    );
+    return statements.filter((s) => s.includes('"doc"."big"'));
+  };
+  const terms = (s: string) => (s.match(/"oid" = \$/g) ?? []).length;
+
+  it('deletes name at most 1,000 keys a statement', async () => {
+    const deletes = (await write(2500, 'delete')).filter((s) => s.startsWith('delete'));
+    expect(deletes.map(terms)).toEqual([1000, 1000, 500]);
+  });
+
+  it('patch reads name at most 1,000 keys a statement', async () => {
+    const reads = (await write(2500, 'update')).filter((s) => s.startsWith('select'));
+    expect(reads.map(terms)).toEqual([1000, 1000, 500]);
+  });
+
+  it('upserts and dead letters stay far under statement_max_length', async () => {
+    const inserts = (await write(20_000, 'insert')).filter((s) => s.startsWith('insert'));
+    expect(inserts.length).toBeGreaterThan(1);
+    for (const s of inserts) expect(s.length).toBeLessThan(STATEMENT_MAX_LENGTH / 2);
+  });
+});
+
 describe('classifyTargetError', () => {
   it.each([
     [{ code: 'ECONNREFUSED', message: 'connect ECONNREFUSED' }, 'transient'],

@@ -12,6 +12,13 @@ export const crateDialect: Dialect = {
   defaultSchema: 'doc',
   transactional: false,
   objectKey: (key) => key.replace(FORBIDDEN_KEY_CHARS, '_'),
+  // `pk = $1 OR …` is planned as a primary-key lookup only below 9,999 terms
+  // (`EqualityExtractor.MAX_ITERATIONS`); longer lists silently become a search that misses
+  // unrefreshed rows, and about 12,000 overflow the parser. 1,000 keeps far from both.
+  maxKeysPerStatement: 1000,
+  // Statement text stays far under `statement_max_length` (262,144 characters on 6.x): a
+  // dead-letter row is the widest, 8 parameters, about 60 characters.
+  maxRowsPerInsert: 2000,
   ddl(schema, table, objectPolicy) {
     const statements = [
       loadSql('cratedb', 'checkpoints', { schema }),

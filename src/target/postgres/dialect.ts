@@ -1,13 +1,16 @@
 import { sql } from 'kysely';
 import type { Dialect } from '../dialect.js';
 import { classifyTargetError } from '../errors.js';
-import { loadSql } from '../sql.js';
+import { MAX_PARAMETERS, loadSql } from '../sql.js';
 
 export const postgresDialect: Dialect = {
   name: 'postgres',
   defaultSchema: 'public',
   transactional: true,
   objectKey: (key) => key,
+  // PostgreSQL's only limit is the wire protocol's 32,767 parameters (two per upserted row).
+  maxKeysPerStatement: MAX_PARAMETERS,
+  maxRowsPerInsert: Math.floor(MAX_PARAMETERS / 2),
   ddl(schema, table) {
     const statements = [
       loadSql('postgres', 'schema', { schema }),
