@@ -6,6 +6,7 @@
 // rows by primary-key lookups; target -> MongoDB walks the table's oids (keyset pagination) and
 // looks each up under every _id it can stand for, to find extra rows.
 import { EJSON, Long, ObjectId, type Document } from 'bson';
+import { sql } from 'kysely';
 import type { MongoClient } from 'mongodb';
 import {
   canonicalJson,
@@ -15,6 +16,7 @@ import {
 } from './convert/stored.js';
 import { oidOf, rowJson } from './convert/value.js';
 import type { Dialect } from './target/dialect.js';
+import { tableRef } from './target/sql.js';
 import type { AnyDb } from './target/writer.js';
 
 export interface VerifyOptions {
@@ -109,12 +111,9 @@ export async function verify(
     const expected = new Map(
       docs.map((doc) => [oidOf(doc._id), parseStoredJson(rowJson(doc, dialect.objectKey))]),
     );
-    const rows = await db
-      .withSchema(options.schema)
-      .selectFrom(options.table)
-      .select(['oid', 'data'])
-      .where((eb) => dialect.oidIn(eb, [...expected.keys()]))
-      .execute();
+    const { rows } = await sql<{ oid: string; data: unknown }>`
+      SELECT "oid", "data" FROM ${tableRef(options.schema, options.table)}
+      WHERE ${dialect.oidIn([...expected.keys()])}`.execute(db);
     const actual = new Map(rows.map((r) => [r.oid as string, parseStoredJson(r.data)]));
     for (const [oid, data] of expected) {
       if (!actual.has(oid)) {
@@ -148,14 +147,15 @@ export async function verify(
 
   let after: string | null = null;
   for (;;) {
-    let query = db
-      .withSchema(options.schema)
-      .selectFrom(options.table)
-      .select('oid')
-      .orderBy('oid')
-      .limit(chunkSize);
-    if (after !== null) query = query.where('oid', '>', after);
-    const oids = (await query.execute()).map((r) => r.oid as string);
+    const from = tableRef(options.schema, options.table);
+    const { rows } = await (
+      after === null
+        ? sql<{ oid: string }>`SELECT "oid" FROM ${from} ORDER BY "oid" LIMIT ${chunkSize}`
+        : sql<{
+            oid: string;
+          }>`SELECT "oid" FROM ${from} WHERE "oid" > ${after} ORDER BY "oid" LIMIT ${chunkSize}`
+    ).execute(db);
+    const oids = rows.map((r) => r.oid);
     if (oids.length === 0) break;
     report.targetCount += oids.length;
     after = oids.at(-1)!;

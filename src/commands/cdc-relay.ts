@@ -35,7 +35,7 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
     streamId,
     onError: settings.onError,
     objectPolicy: settings.objectPolicy,
-    tableFor: (collection) => settings.table ?? collection,
+    tableFor: (collection) => settings.table ?? target.dialect.tableName(collection),
   });
   const relay = new Relay(
     client,

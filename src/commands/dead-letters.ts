@@ -52,7 +52,7 @@ async function retry(
       streamId: letter.stream_id,
       onError: 'dlq',
       objectPolicy: 'dynamic',
-      tableFor: (collection) => settings.table ?? collection,
+      tableFor: (collection) => settings.table ?? target.dialect.tableName(collection),
     });
     const events = EJSON.parse(letter.event, { relaxed: false }) as Document[];
     const rows = events

@@ -66,7 +66,7 @@ export async function replay(
     streamId: settings.streamId,
     onError: settings.onError,
     objectPolicy: settings.objectPolicy,
-    tableFor: (collection) => settings.table ?? collection,
+    tableFor: (collection) => settings.table ?? target.dialect.tableName(collection),
   });
   let events = 0;
   let deadLetters = 0;

@@ -17,7 +17,7 @@ export async function verifyCommand(
     const client = await connectMongo(settings.mongodbUrl, { requireChangeStreams: false });
     try {
       const schema = settings.schema ?? target.dialect.defaultSchema;
-      const table = settings.table ?? settings.collection;
+      const table = settings.table ?? target.dialect.tableName(settings.collection);
       if (!(await listCollections(client, settings.database)).includes(settings.collection)) {
         throw new ConfigError(
           `collection ${settings.database}.${settings.collection} does not exist`,

@@ -1,13 +1,6 @@
 // What differs between targets, in one interface (like Kysely's dialect/adapter pair): DDL,
 // how `data` is passed, which object keys are allowed, transactions, and visibility.
-import {
-  sql,
-  type Expression,
-  type ExpressionBuilder,
-  type Kysely,
-  type RawBuilder,
-  type SqlBool,
-} from 'kysely';
+import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
 import type { KeyPolicy } from '../convert/value.js';
 import { ConfigError } from '../errors.js';
 import { crateDialect } from './cratedb/dialect.js';
@@ -26,12 +19,15 @@ export interface Dialect {
   readonly objectKey: KeyPolicy;
   /** DDL statements creating what the relay needs in `schema` (and `table`, if given). */
   ddl(schema: string, table: string | null, objectPolicy: ObjectPolicy): string[];
+  /** The table a collection's rows go to, unless `--table` names one. */
+  tableName(collection: string): string;
   /**
    * `oid` is one of `oids`, in a form the target answers from the rows as just written (CrateDB
    * sees unrefreshed rows only through primary-key lookups).
    */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tables are named at run time
-  oidIn(eb: ExpressionBuilder<any, any>, oids: string[]): Expression<SqlBool>;
+  oidIn(oids: string[]): RawBuilder<SqlBool>;
+  /** Why a row the target neither wrote nor refused with an error is dead-lettered. */
+  readonly unwrittenRow: string;
   /** The `data` value of a row, given as JSON text, as a statement parameter. */
   dataValue(json: string): RawBuilder<unknown>;
   /** Most keys one primary-key lookup or delete names. */

@@ -1,6 +1,6 @@
 // The one place identifiers are quoted and SQL files are loaded.
 import fs from 'node:fs';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 
 const SQL_DIR = new URL('../../sql/', import.meta.url);
 
@@ -10,6 +10,14 @@ export const MAX_PARAMETERS = 32767;
 /** Quotes an SQL identifier (schema, table, column) for both PostgreSQL and CrateDB. */
 export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * `schema.table` for a statement. Kysely's table parser splits names at `.`, which a collection
+ * name such as `fs.files` contains: data tables are always named through here.
+ */
+export function tableRef(schema: string, table: string): RawBuilder<unknown> {
+  return sql.raw(`${quoteIdent(schema)}.${quoteIdent(table)}`);
 }
 
 const cache = new Map<string, string>();

@@ -7,10 +7,10 @@ import { sql, type Kysely } from 'kysely';
 import { applyPatch, type FoldedRow } from '../convert/fold.js';
 import { isStoredObject, parseStoredJson, type StoredObject } from '../convert/stored.js';
 import { rowJson } from '../convert/value.js';
-import { RelayError, RowError, errorMessage } from '../errors.js';
+import { RelayError, RowError } from '../errors.js';
 import type { StreamPosition } from '../mongo/source.js';
 import type { Dialect, ObjectPolicy } from './dialect.js';
-import { MAX_PARAMETERS, quoteIdent } from './sql.js';
+import { MAX_PARAMETERS, quoteIdent, tableRef } from './sql.js';
 
 /** Upper bound on the JSON text of one upsert statement, to keep statements and memory small. */
 const MAX_STATEMENT_BYTES = 16 * 1024 * 1024;
@@ -61,6 +61,8 @@ class RowRefused extends Error {}
 
 export class TargetWriter {
   private readonly ensured = new Set<string>();
+  /** Which collection each table holds: two collections on one table would mix their rows. */
+  private readonly owners = new Map<string, string>();
 
   constructor(
     readonly db: AnyDb,
@@ -83,6 +85,13 @@ export class TargetWriter {
   /** Creates a collection's table if missing; never alters an existing one. */
   async ensureTable(collection: string): Promise<void> {
     const table = this.options.tableFor(collection);
+    const owner = this.owners.get(table);
+    if (owner !== undefined && owner !== collection) {
+      throw new RelayError(
+        `collections "${owner}" and "${collection}" would both be written to table ${quoteIdent(this.schema)}.${quoteIdent(table)} (${this.dialect.name} table names cannot hold some characters of collection names; each becomes _): relay one of them on its own with --collection and --table`,
+      );
+    }
+    this.owners.set(table, collection);
     if (this.ensured.has(table)) return;
     const statements = this.dialect.ddl(this.schema, table, this.options.objectPolicy);
     await this.execute(statements.at(-1)!);
@@ -197,17 +206,9 @@ export class TargetWriter {
     for (const [table, group] of groupBy(patched, (r) => this.options.tableFor(r.collection))) {
       const found = new Map<string, StoredObject>();
       for (const chunk of chunks(group, this.dialect.maxKeysPerStatement)) {
-        const result = await db
-          .withSchema(this.schema)
-          .selectFrom(table)
-          .select(['oid', 'data'])
-          .where((eb) =>
-            this.dialect.oidIn(
-              eb,
-              chunk.map((r) => r.oid),
-            ),
-          )
-          .execute();
+        const { rows: result } = await sql<{ oid: string; data: unknown }>`
+          SELECT "oid", "data" FROM ${tableRef(this.schema, table)}
+          WHERE ${this.dialect.oidIn(chunk.map((r) => r.oid))}`.execute(db);
         for (const row of result) {
           const data = parseStoredJson(row.data);
           if (isStoredObject(data)) found.set(row.oid, data);
@@ -255,8 +256,11 @@ export class TargetWriter {
   }
 
   /**
-   * Applies `rows` with one statement; when the target refuses it for the data, splits the rows
-   * in halves until the refused ones stand alone, and dead-letters those.
+   * Applies `rows` with one statement and returns how many the target wrote. A statement the
+   * target refuses for its data is split in halves until the refused rows stand alone, and those
+   * are dead-lettered with the target's error. An upsert that succeeds but names fewer rows than
+   * it was given (CrateDB skips failing rows of a multi-row INSERT without an error) writes each
+   * missing row alone, to get the reason; a row still not written then is dead-lettered too.
    */
   private async isolate(
     db: AnyDb,
@@ -267,11 +271,11 @@ export class TargetWriter {
     careful: boolean,
   ): Promise<number> {
     if (rows.length === 0) return 0;
+    let written: Set<string> | null;
     try {
-      await this.guarded(db, careful, () =>
+      written = await this.guarded(db, careful, () =>
         kind === 'upsert' ? this.upsert(db, table, rows) : this.delete(db, table, rows),
       );
-      return rows.length;
     } catch (error) {
       const { kind: errorKind, message } = this.dialect.classifyError(error);
       if (errorKind === 'transient') throw error;
@@ -283,7 +287,7 @@ export class TargetWriter {
       }
       if (!careful) throw new RowRefused();
       if (rows.length === 1) {
-        dead.push(this.deadLetter(rows[0]!, errorMessage(error)));
+        dead.push(this.deadLetter(rows[0]!, message));
         return 0;
       }
       const middle = rows.length >> 1;
@@ -292,53 +296,53 @@ export class TargetWriter {
         (await this.isolate(db, table, rows.slice(middle), kind, dead, careful))
       );
     }
+    // A delete by primary key reports each row's error; a row already gone is what was asked.
+    if (written === null) return rows.length;
+    const missing = rows.filter((r) => !written.has(r.oid));
+    if (missing.length === 0) return rows.length;
+    if (!careful) throw new RowRefused();
+    if (rows.length === 1) {
+      dead.push(this.deadLetter(rows[0]!, this.dialect.unwrittenRow));
+      return 0;
+    }
+    let count = rows.length - missing.length;
+    for (const row of missing) count += await this.isolate(db, table, [row], kind, dead, careful);
+    return count;
   }
 
   /** In a transaction, a failed statement must not abort the others: fence it with a savepoint. */
-  private async guarded(
-    db: AnyDb,
-    careful: boolean,
-    statement: () => Promise<unknown>,
-  ): Promise<void> {
-    if (!careful || !this.dialect.transactional) {
-      await statement();
-      return;
-    }
+  private async guarded<T>(db: AnyDb, careful: boolean, statement: () => Promise<T>): Promise<T> {
+    if (!careful || !this.dialect.transactional) return statement();
     await sql`SAVEPOINT relay_rows`.execute(db);
+    let result: T;
     try {
-      await statement();
+      result = await statement();
     } catch (error) {
       await sql`ROLLBACK TO SAVEPOINT relay_rows`.execute(db);
       throw error;
     }
     await sql`RELEASE SAVEPOINT relay_rows`.execute(db);
+    return result;
   }
 
-  private async upsert(db: AnyDb, table: string, rows: ResolvedRow[]): Promise<void> {
-    await db
-      .withSchema(this.schema)
-      .insertInto(table)
-      .values(
-        rows.map((r) => ({
-          oid: r.oid,
-          data: this.dialect.dataValue((r.change as { json: string }).json),
-        })),
-      )
-      .onConflict((oc) => oc.column('oid').doUpdateSet({ data: sql.ref('excluded.data') }))
-      .execute();
+  /** Upserts `rows`; returns the oids the target says it wrote (`RETURNING`). */
+  private async upsert(db: AnyDb, table: string, rows: ResolvedRow[]): Promise<Set<string>> {
+    const values = sql.join(
+      rows.map(
+        (r) => sql`(${r.oid}, ${this.dialect.dataValue((r.change as { json: string }).json)})`,
+      ),
+    );
+    const { rows: written } = await sql<{ oid: string }>`
+      INSERT INTO ${tableRef(this.schema, table)} ("oid", "data") VALUES ${values}
+      ON CONFLICT ("oid") DO UPDATE SET "data" = excluded."data" RETURNING "oid"`.execute(db);
+    return new Set(written.map((r) => r.oid));
   }
 
-  private async delete(db: AnyDb, table: string, rows: ResolvedRow[]): Promise<void> {
-    await db
-      .withSchema(this.schema)
-      .deleteFrom(table)
-      .where((eb) =>
-        this.dialect.oidIn(
-          eb,
-          rows.map((r) => r.oid),
-        ),
-      )
-      .execute();
+  private async delete(db: AnyDb, table: string, rows: ResolvedRow[]): Promise<null> {
+    await sql`DELETE FROM ${tableRef(this.schema, table)} WHERE ${this.dialect.oidIn(
+      rows.map((r) => r.oid),
+    )}`.execute(db);
+    return null;
   }
 
   private deadLetter(row: Omit<FoldedRow, 'change'>, error: string): DeadLetter {
@@ -351,26 +355,43 @@ export class TargetWriter {
     };
   }
 
+  /**
+   * Stores dead letters. Each must be stored before the checkpoint moves past its events: one
+   * the target skips (a multi-row INSERT's row count) is written again alone, and one it still
+   * does not store stops the write, before the checkpoint.
+   */
   private async insertDeadLetters(db: AnyDb, letters: DeadLetter[]): Promise<void> {
     const now = new Date();
+    const rows = letters.map((letter) => ({
+      id: randomUUID(),
+      stream_id: this.options.streamId,
+      ns: namespaceOf(letter),
+      oid: letter.oid,
+      operation: letter.operation,
+      event: EJSON.stringify(letter.events, { relaxed: false }),
+      error: letter.error,
+      created_at: now,
+    }));
+    const insert = async (chunk: typeof rows) =>
+      new Set(
+        (
+          await db
+            .withSchema(this.schema)
+            .insertInto(DEAD_LETTER_TABLE)
+            .values(chunk)
+            .returning('id')
+            .execute()
+        ).map((r) => r.id as string),
+      );
     const perStatement = Math.min(this.dialect.maxRowsPerInsert, Math.floor(MAX_PARAMETERS / 8));
-    for (const chunk of chunks(letters, perStatement)) {
-      await db
-        .withSchema(this.schema)
-        .insertInto(DEAD_LETTER_TABLE)
-        .values(
-          chunk.map((letter) => ({
-            id: randomUUID(),
-            stream_id: this.options.streamId,
-            ns: namespaceOf(letter),
-            oid: letter.oid,
-            operation: letter.operation,
-            event: EJSON.stringify(letter.events, { relaxed: false }),
-            error: letter.error,
-            created_at: now,
-          })),
-        )
-        .execute();
+    for (const chunk of chunks(rows, perStatement)) {
+      const stored = await insert(chunk);
+      for (const row of chunk.filter((r) => !stored.has(r.id))) {
+        if ((await insert([row])).has(row.id)) continue;
+        throw new RelayError(
+          `the dead letter of ${row.ns} document ${row.oid} (${row.error}) could not be stored in ${quoteIdent(this.schema)}.${DEAD_LETTER_TABLE}: the target wrote no row and reported no error; stopping before the checkpoint so that its events are read again`,
+        );
+      }
     }
   }
 
@@ -386,7 +407,7 @@ export class TargetWriter {
       event_time: checkpoint.eventTime,
       updated_at: new Date(),
     };
-    await db
+    const result = await db
       .withSchema(this.schema)
       .insertInto(CHECKPOINT_TABLE)
       .values(values)
@@ -398,18 +419,25 @@ export class TargetWriter {
           updated_at: sql.ref('excluded.updated_at'),
         }),
       )
-      .execute();
+      .executeTakeFirst();
+    if (result.numInsertedOrUpdatedRows !== 1n) {
+      throw new RelayError(
+        `the checkpoint of ${this.options.streamId} was not stored in ${quoteIdent(this.schema)}.${CHECKPOINT_TABLE} (row count ${String(result.numInsertedOrUpdatedRows ?? 0)}, not 1) and the target reported no error; stopping so that the relay never resumes from an older position unknowingly`,
+      );
+    }
   }
 
   /** `--on-drop truncate|drop` for a dropped or renamed collection. */
   async clear(collection: string, mode: 'truncate' | 'drop'): Promise<void> {
     const table = this.options.tableFor(collection);
     if (mode === 'drop') {
-      await sql`DROP TABLE IF EXISTS ${sql.table(`${this.schema}.${table}`)}`.execute(this.db);
+      await sql`DROP TABLE IF EXISTS ${tableRef(this.schema, table)}`.execute(this.db);
       this.ensured.delete(table);
     } else {
       await this.ensureTable(collection);
-      await this.db.withSchema(this.schema).deleteFrom(table).execute();
+      // CrateDB deletes without a key from the last refreshed state: rows written since would stay.
+      await this.dialect.refresh(this.db, this.schema, table);
+      await sql`DELETE FROM ${tableRef(this.schema, table)}`.execute(this.db);
     }
   }
 }

@@ -1,13 +1,18 @@
 // What each dialect sends, without a server: Kysely's DummyDriver compiles the writer's statements
-// and the log hook records them. This is how the CrateDB path is pinned on machines without one.
+// and the log hook records them, and a scripted connection answers them (rows an INSERT …
+// RETURNING names, row counts). This is how the CrateDB path is pinned on machines without one.
 import { describe, expect, it } from 'vitest';
 import {
   DummyDriver,
   Kysely,
+  type CompiledQuery,
+  type DatabaseConnection,
+  type QueryResult,
   PostgresAdapter,
   PostgresIntrospector,
   PostgresQueryCompiler,
 } from 'kysely';
+import type { Document } from 'bson';
 import { convertEvent, type RowEvent } from '../../src/convert/event.js';
 import { foldBatch } from '../../src/convert/fold.js';
 import { crateDialect } from '../../src/target/cratedb/dialect.js';
@@ -17,24 +22,84 @@ import { postgresDialect } from '../../src/target/postgres/dialect.js';
 import { quoteIdent } from '../../src/target/sql.js';
 import { TargetWriter, type AnyDb } from '../../src/target/writer.js';
 
-function recordingDb(): { db: AnyDb; statements: string[] } {
+/**
+ * How the scripted target treats rows: `skipped` oids a multi-row INSERT leaves out without an
+ * error (CrateDB's `continueOnErrors`), `refused` ones a one-row INSERT fails with that message,
+ * `silent` ones a one-row INSERT also leaves out without an error (a swallowed ClassCastException);
+ * `deadLetterSkips` how many multi- and one-row dead-letter inserts write nothing.
+ */
+interface Script {
+  skipped?: Set<string>;
+  refused?: Map<string, string>;
+  silent?: Set<string>;
+  deadLetterSkips?: number;
+  checkpointRows?: bigint;
+}
+
+class ScriptedConnection implements DatabaseConnection {
+  constructor(private readonly script: Script) {}
+
+  async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+    const text = query.sql;
+    const params = query.parameters as unknown[];
+    if (/^\s*INSERT INTO .* RETURNING "oid"$/s.test(text)) {
+      const oids = params.filter((_, i) => i % 2 === 0) as string[];
+      if (oids.length === 1) {
+        const message = this.script.refused?.get(oids[0]!);
+        if (message) throw Object.assign(new Error(message), { code: 'XX000' });
+        if (this.script.silent?.has(oids[0]!)) return { rows: [] };
+        return { rows: [{ oid: oids[0] }] as R[] };
+      }
+      const written = oids.filter((oid) => !this.script.skipped?.has(oid));
+      return { rows: written.map((oid) => ({ oid })) as R[] };
+    }
+    if (text.includes('"relay_dead_letters"') && text.includes('returning "id"')) {
+      if ((this.script.deadLetterSkips ?? 0) > 0) {
+        this.script.deadLetterSkips!--;
+        return { rows: [] };
+      }
+      return { rows: params.filter((_, i) => i % 8 === 0).map((id) => ({ id })) as R[] };
+    }
+    if (text.includes('"relay_checkpoints"')) {
+      return { rows: [], numAffectedRows: this.script.checkpointRows ?? 1n };
+    }
+    return { rows: [] };
+  }
+
+  // eslint-disable-next-line require-yield -- the writer never streams
+  async *streamQuery<R>(): AsyncIterableIterator<QueryResult<R>> {
+    throw new Error('not used');
+  }
+}
+
+class ScriptedDriver extends DummyDriver {
+  constructor(private readonly script: Script) {
+    super();
+  }
+
+  override async acquireConnection(): Promise<DatabaseConnection> {
+    return new ScriptedConnection(this.script);
+  }
+}
+
+function recordingDb(script: Script = {}): { db: AnyDb; statements: string[] } {
   const statements: string[] = [];
   const db: AnyDb = new Kysely({
     dialect: {
       createAdapter: () => new PostgresAdapter(),
-      createDriver: () => new DummyDriver(),
+      createDriver: () => new ScriptedDriver(script),
       createIntrospector: (k) => new PostgresIntrospector(k),
       createQueryCompiler: () => new PostgresQueryCompiler(),
     },
     log: (event) => {
-      if (event.level === 'query') statements.push(event.query.sql);
+      if (event.level === 'query') statements.push(event.query.sql.replace(/\s+/g, ' ').trim());
     },
   });
   return { db, statements };
 }
 
-function writerFor(dialect: Dialect) {
-  const { db, statements } = recordingDb();
+function writerFor(dialect: Dialect, script: Script = {}) {
+  const { db, statements } = recordingDb(script);
   const writer = new TargetWriter(db, dialect, {
     schema: dialect.defaultSchema,
     streamId: 's',
@@ -92,9 +157,9 @@ describe('writer statements', () => {
     await writer.write(rows, checkpoint);
     expect(statements.some((s) => /^(begin|savepoint)/i.test(s))).toBe(false);
     expect(statements).toContain(
-      'insert into "doc"."c" ("oid", "data") values ($1, $2) on conflict ("oid") do update set "data" = "excluded"."data"',
+      'INSERT INTO "doc"."c" ("oid", "data") VALUES ($1, $2) ON CONFLICT ("oid") DO UPDATE SET "data" = excluded."data" RETURNING "oid"',
     );
-    expect(statements).toContain('delete from "doc"."c" where ("oid" = $1 or "oid" = $2)');
+    expect(statements).toContain('DELETE FROM "doc"."c" WHERE ("oid" = $1 OR "oid" = $2)');
     expect(statements.at(-1)).toMatch(
       /^insert into "doc"\."relay_checkpoints" .* on conflict \("stream_id"\) do update/,
     );
@@ -108,9 +173,9 @@ describe('writer statements', () => {
     await writer.write(rows, checkpoint);
     expect(statements).not.toContain('SAVEPOINT relay_rows');
     expect(statements).toContain(
-      'insert into "public"."c" ("oid", "data") values ($1, $2::jsonb) on conflict ("oid") do update set "data" = "excluded"."data"',
+      'INSERT INTO "public"."c" ("oid", "data") VALUES ($1, $2::jsonb) ON CONFLICT ("oid") DO UPDATE SET "data" = excluded."data" RETURNING "oid"',
     );
-    expect(statements).toContain('delete from "public"."c" where "oid" in ($1, $2)');
+    expect(statements).toContain('DELETE FROM "public"."c" WHERE "oid" IN ($1, $2)');
   });
 
   it('splits upserts to stay within 32767 parameters', async () => {
@@ -125,7 +190,7 @@ describe('writer statements', () => {
       foldBatch(many.map((e) => convertEvent(e, postgresDialect.objectKey) as RowEvent)),
       null,
     );
-    const inserts = statements.filter((s) => s.startsWith('insert into "public"."big"'));
+    const inserts = statements.filter((s) => s.startsWith('INSERT INTO "public"."big"'));
     expect(inserts).toHaveLength(2);
     for (const insert of inserts)
       expect((insert.match(/\$/g) ?? []).length).toBeLessThanOrEqual(32767);
@@ -155,17 +220,17 @@ describe('CrateDB statements stay primary-key lookups and under statement_max_le
   const terms = (s: string) => (s.match(/"oid" = \$/g) ?? []).length;
 
   it('deletes name at most 1,000 keys a statement', async () => {
-    const deletes = (await write(2500, 'delete')).filter((s) => s.startsWith('delete'));
+    const deletes = (await write(2500, 'delete')).filter((s) => s.startsWith('DELETE'));
     expect(deletes.map(terms)).toEqual([1000, 1000, 500]);
   });
 
   it('patch reads name at most 1,000 keys a statement', async () => {
-    const reads = (await write(2500, 'update')).filter((s) => s.startsWith('select'));
+    const reads = (await write(2500, 'update')).filter((s) => s.startsWith('SELECT'));
     expect(reads.map(terms)).toEqual([1000, 1000, 500]);
   });
 
   it('upserts and dead letters stay far under statement_max_length', async () => {
-    const inserts = (await write(20_000, 'insert')).filter((s) => s.startsWith('insert'));
+    const inserts = (await write(20_000, 'insert')).filter((s) => s.startsWith('INSERT'));
     expect(inserts.length).toBeGreaterThan(1);
     for (const s of inserts) expect(s.length).toBeLessThan(STATEMENT_MAX_LENGTH / 2);
   });
@@ -244,5 +309,126 @@ describe('CrateDB errors are classified by message as well as code', () => {
     expect(
       crateDialect.classifyError({ code: '42P01', message: "Relation 'doc.t' unknown" }).message,
     ).toMatch(/dropped while the relay was running; start the relay again/);
+  });
+});
+
+// Issue #11.1: a row counts as written only when the target says it wrote it.
+describe('rows a multi-row INSERT skips without an error', () => {
+  const three = ['a', 'b', 'c'].map((id) => ({
+    operationType: 'insert',
+    ns: { db: 'd', coll: 'c' },
+    documentKey: { _id: id },
+    fullDocument: { _id: id, v: 1 },
+  }));
+  const checkpoint = { position: { startAfter: { _data: '82' } }, snapshot: null, eventTime: null };
+  const rowsOf = (events: Document[]) =>
+    foldBatch(events.map((e) => convertEvent(e, crateDialect.objectKey) as RowEvent));
+
+  it("are written again alone and dead-lettered with CrateDB's reason", async () => {
+    const reason = 'Cannot cast object element `v` with value `x` to type `bigint`';
+    const { writer, statements } = writerFor(crateDialect, {
+      skipped: new Set(['b']),
+      refused: new Map([['b', reason]]),
+    });
+    const result = await writer.write(rowsOf(three), checkpoint);
+    expect(result.upserted).toBe(2);
+    expect(result.deadLetters).toMatchObject([{ oid: 'b', error: reason }]);
+    const order = statements.map((s) =>
+      /relay_dead_letters/.test(s) ? 'dead' : /relay_checkpoints/.test(s) ? 'checkpoint' : s,
+    );
+    expect(order.indexOf('dead')).toBeLessThan(order.indexOf('checkpoint'));
+  });
+
+  it('a row not written alone either is dead-lettered with a sentence that says so', async () => {
+    const { writer } = writerFor(crateDialect, {
+      skipped: new Set(['c']),
+      silent: new Set(['c']),
+    });
+    const result = await writer.write(rowsOf(three), checkpoint);
+    expect(result.upserted).toBe(2);
+    expect(result.deadLetters).toMatchObject([
+      { oid: 'c', error: expect.stringMatching(/did not write this row and reported no error/) },
+    ]);
+  });
+
+  it('a dead letter that cannot be stored stops the write before its checkpoint', async () => {
+    const { writer, statements } = writerFor(crateDialect, {
+      skipped: new Set(['a']),
+      silent: new Set(['a']),
+      deadLetterSkips: 2,
+    });
+    await expect(writer.write(rowsOf(three), checkpoint)).rejects.toThrow(
+      /dead letter of d\.c document a .* could not be stored .* stopping before the checkpoint/,
+    );
+    expect(statements.some((s) => s.includes('relay_checkpoints'))).toBe(false);
+  });
+
+  it('a checkpoint upsert with a row count other than 1 stops the relay', async () => {
+    const { writer } = writerFor(crateDialect, { checkpointRows: 0n });
+    await expect(writer.write(rowsOf(three), checkpoint)).rejects.toThrow(
+      /checkpoint of s was not stored .*row count 0, not 1/,
+    );
+  });
+});
+
+// Issue #11.7: `DELETE FROM t` without a key works on the last refreshed state.
+describe('--on-drop truncate', () => {
+  it('refreshes a CrateDB table before deleting its rows', async () => {
+    const { writer, statements } = writerFor(crateDialect);
+    await writer.clear('c', 'truncate');
+    const refresh = statements.indexOf('REFRESH TABLE "doc"."c"');
+    expect(refresh).toBeGreaterThanOrEqual(0);
+    expect(statements.indexOf('DELETE FROM "doc"."c"')).toBeGreaterThan(refresh);
+  });
+});
+
+// Issue #11.6: collection names that are not table names.
+describe('table names', () => {
+  it.each([
+    ['orders', 'orders'],
+    ['fs.files', 'fs_files'],
+    ['a\\b/c*d?e"f<g>h|i', 'a_b_c_d_e_f_g_h_i'],
+    ['with space,comma#hash', 'with_space_comma_hash'],
+    ['-lead', '_lead'],
+    ['+lead', '_lead'],
+    ['mid-dle+', 'mid-dle+'],
+    ['Ünïcode_ok', 'Ünïcode_ok'],
+  ])('CrateDB: %s -> %s', (collection, table) => {
+    expect(crateDialect.tableName(collection)).toBe(table);
+  });
+
+  it('PostgreSQL keeps the name, quoted as one identifier', async () => {
+    expect(postgresDialect.tableName('fs.files')).toBe('fs.files');
+    const { writer, statements } = writerFor(postgresDialect);
+    const writerDotted = new TargetWriter(writer.db, postgresDialect, {
+      ...writer.options,
+      tableFor: (c) => postgresDialect.tableName(c),
+    });
+    await writerDotted.write(
+      foldBatch([
+        convertEvent(
+          {
+            operationType: 'insert',
+            ns: { db: 'd', coll: 'fs.files' },
+            documentKey: { _id: 1 },
+            fullDocument: { _id: 1 },
+          },
+          postgresDialect.objectKey,
+        ) as RowEvent,
+      ]),
+      null,
+    );
+    expect(statements.some((s) => s.startsWith('INSERT INTO "public"."fs.files"'))).toBe(true);
+  });
+
+  it('two collections on one CrateDB table are an error at start-up', async () => {
+    const { writer } = writerFor(crateDialect);
+    const mapped = new TargetWriter(writer.db, crateDialect, {
+      ...writer.options,
+      tableFor: (c) => crateDialect.tableName(c),
+    });
+    await expect(mapped.prepare(['fs.files', 'fs_files'])).rejects.toThrow(
+      /collections "fs.files" and "fs_files" would both be written to table "doc"."fs_files"/,
+    );
   });
 });

@@ -1,7 +1,8 @@
-import { sql } from 'kysely';
+import { sql, type SqlBool } from 'kysely';
 import type { Dialect } from '../dialect.js';
 import { loadSql, quoteIdent } from '../sql.js';
 import { classifyCrateError } from './errors.js';
+import { crateTableName } from './names.js';
 
 // CrateDB rejects these inside object keys (`ColumnIdent.validateObjectKey`): `.` and `[`
 // (subscripts), tab, CR and LF. `]` is allowed.
@@ -37,7 +38,18 @@ export const crateDialect: Dialect = {
   },
   // The documented primary-key lookup form (`pk = a OR pk = b`): it reads rows written since the
   // last refresh, which a DELETE or SELECT of another shape would miss.
-  oidIn: (eb, oids) => eb.or(oids.map((oid) => eb('oid', '=', oid))),
+  oidIn: (oids) =>
+    sql<SqlBool>`(${sql.join(
+      oids.map((oid) => sql`"oid" = ${oid}`),
+      sql` OR `,
+    )})`,
+  tableName: crateTableName,
+  unwrittenRow:
+    'CrateDB did not write this row and reported no error (a one-row INSERT with row count 0). ' +
+    'It does this when a value fails inside the shard with a ClassCastException it swallows: ' +
+    'usually a value whose type conflicts with its existing sub-column inside an array or a ' +
+    'nested object, or an array mixing element types. Compare the document with ' +
+    'information_schema.columns of its table; see README, Troubleshooting',
   // CrateDB casts JSON text to the OBJECT column; pg would send a JS array as an array literal.
   dataValue: (json) => sql`${json}`,
   classifyError: classifyCrateError,

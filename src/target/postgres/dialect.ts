@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type SqlBool } from 'kysely';
 import type { Dialect } from '../dialect.js';
 import { classifyTargetError } from '../errors.js';
 import { MAX_PARAMETERS, loadSql } from '../sql.js';
@@ -20,7 +20,10 @@ export const postgresDialect: Dialect = {
     if (table) statements.push(loadSql('postgres', 'data_table', { schema, table }));
     return statements;
   },
-  oidIn: (eb, oids) => eb('oid', 'in', oids),
+  // Any collection name is a table name, quoted.
+  tableName: (collection) => collection,
+  oidIn: (oids) => sql<SqlBool>`"oid" IN (${sql.join(oids)})`,
+  unwrittenRow: 'PostgreSQL reported this row as not written, without an error; it was not stored',
   dataValue: (json) => sql`${json}::jsonb`,
   classifyError: classifyTargetError,
   refresh: async () => {},
