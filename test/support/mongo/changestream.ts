@@ -3,7 +3,8 @@
 import { Timestamp, type Document } from 'bson';
 import { Aggregator } from 'mingo';
 import { CommandError } from './errors.js';
-import { cloneDocument, idKey, type OplogEntry, type Store } from './store.js';
+import { EncodedDocument, decodedFields, encodeDocument, encoded } from './encoded.js';
+import { idKey, type OplogEntry, type Store } from './store.js';
 
 // A token is the event's cluster time as fixed-width hex (so tokens sort like times), and a flag
 // for invalidate events, which `resumeAfter` must refuse and `startAfter` accepts.
@@ -45,6 +46,46 @@ export interface ChangeStreamSpec {
 
 const INTERNAL_DATABASES = new Set(['admin', 'config', 'local']);
 
+/** A change event as BSON, with its resume token at hand. */
+class EncodedEvent extends EncodedDocument {
+  readonly _id: Document;
+
+  constructor(event: Document) {
+    super(encodeDocument(event).parts);
+    this._id = event._id as Document;
+  }
+}
+
+/** Each oplog entry's encoded events, by shape. */
+const encodedEvents = new WeakMap<OplogEntry, Map<string, EncodedEvent | null>>();
+/** One stream of each shape opened on a store: every write is encoded for these shapes. */
+const shapesOf = new WeakMap<Store, Map<string, ChangeStreamCursor>>();
+
+/**
+ * Encodes each later write's event, when the write happens, for the shape of `stream` (as
+ * MongoDB writes images with the write), so a backlog is read from stored bytes.
+ */
+function encodeOnWrite(store: Store, stream: ChangeStreamCursor): void {
+  let shapes = shapesOf.get(store);
+  if (!shapes) {
+    const registered = new Map<string, ChangeStreamCursor>();
+    store.on('oplog', () => {
+      const entry = store.oplog.at(-1);
+      if (!entry) return;
+      for (const shape of registered.values()) {
+        try {
+          shape.encodedEvent(entry);
+        } catch {
+          // An event its readers will refuse (a required image missing): they say so when read.
+        }
+      }
+    });
+    shapesOf.set(store, registered);
+    shapes = registered;
+  }
+  if (!shapes.has(stream.shape)) shapes.set(stream.shape, stream);
+}
+
 export class ChangeStreamCursor {
   /** Events after this time are returned (at it too while `inclusive`). */
   private position: Timestamp;
@@ -81,6 +122,38 @@ export class ChangeStreamCursor {
     }
     this.checkHistory();
     this.validateStages();
+    if (spec.stages.length === 0) encodeOnWrite(store, this);
+  }
+
+  /** What decides an event's fields besides its oplog entry. */
+  get shape(): string {
+    const { fullDocument, fullDocumentBeforeChange, showExpandedEvents } = this.spec;
+    return `${fullDocument}/${fullDocumentBeforeChange}/${showExpandedEvents}`;
+  }
+
+  /**
+   * The entry's event as BSON, encoded once per shape and kept; an update looked up at read
+   * time (updateLookup) is encoded each time, as its document may have changed since.
+   */
+  encodedEvent(entry: OplogEntry): Document | null {
+    if (entry.op === 'update' && this.spec.fullDocument === 'updateLookup') {
+      const event = this.toEvent(entry);
+      return event && new EncodedEvent(event);
+    }
+    let byShape = encodedEvents.get(entry);
+    if (!byShape) {
+      byShape = new Map();
+      encodedEvents.set(entry, byShape);
+    }
+    // Whether images are on is read when the event is, as toEvent does.
+    const key = `${this.shape}/${this.imagesEnabled(entry)}`;
+    let event = byShape.get(key);
+    if (event === undefined) {
+      const plain = this.toEvent(entry);
+      event = plain && new EncodedEvent(plain);
+      byShape.set(key, event);
+    }
+    return event;
   }
 
   /** A real server rejects an unknown or malformed stage when the stream is opened. */
@@ -145,7 +218,7 @@ export class ChangeStreamCursor {
       this.position = entry.ts;
       this.inclusive = false;
       if (!this.inScope(entry)) continue;
-      const event = this.toEvent(entry);
+      const event = this.spec.stages.length ? this.toEvent(entry) : this.encodedEvent(entry);
       if (event) events.push(...this.applyStages(event));
       if (this.invalidates(entry)) {
         events.push({
@@ -202,14 +275,14 @@ export class ChangeStreamCursor {
       case 'insert':
         return {
           ...base,
-          fullDocument: cloneDocument(entry.postImage!),
+          fullDocument: encoded(entry.postImage!),
           ns,
           documentKey: entry.documentKey,
         };
       case 'replace':
         return {
           ...base,
-          fullDocument: cloneDocument(entry.postImage!),
+          fullDocument: encoded(entry.postImage!),
           ns,
           documentKey: entry.documentKey,
           ...this.preImage(entry),
@@ -249,13 +322,13 @@ export class ChangeStreamCursor {
         const current = this.store
           .collection(entry.db, entry.coll!)
           ?.docs.get(idKey(entry.documentKey!._id));
-        return { fullDocument: current ? cloneDocument(current) : null };
+        return { fullDocument: current ? encoded(current) : null };
       }
       case 'whenAvailable':
-        return { fullDocument: this.imagesEnabled(entry) ? cloneDocument(entry.postImage!) : null };
+        return { fullDocument: this.imagesEnabled(entry) ? encoded(entry.postImage!) : null };
       case 'required':
         if (!this.imagesEnabled(entry)) throw missingImage('post-image');
-        return { fullDocument: cloneDocument(entry.postImage!) };
+        return { fullDocument: encoded(entry.postImage!) };
       default:
         return {};
     }
@@ -268,13 +341,14 @@ export class ChangeStreamCursor {
       if (mode === 'required') throw missingImage('pre-image');
       return { fullDocumentBeforeChange: null };
     }
-    return { fullDocumentBeforeChange: cloneDocument(entry.preImage!) };
+    return { fullDocumentBeforeChange: encoded(entry.preImage!) };
   }
 
   private applyStages(event: Document): Document[] {
     if (this.spec.stages.length === 0) return [event];
     const token = event._id._data as string;
-    const out = new Aggregator(this.spec.stages).run([event]) as Document[];
+    // Images are sent as their stored bytes; stages need them as documents.
+    const out = new Aggregator(this.spec.stages).run([decodedFields(event)]) as Document[];
     for (const result of out) {
       if (result._id?._data !== token) {
         throw new CommandError(

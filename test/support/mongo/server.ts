@@ -5,6 +5,7 @@ import net from 'node:net';
 import { Binary, Long, ObjectId, type Document } from 'bson';
 import { Aggregator } from 'mingo';
 import { ChangeStreamCursor } from './changestream.js';
+import { encoded } from './encoded.js';
 import { CommandError, serverErrorLabels } from './errors.js';
 import { FailPoints, type CommandContext } from './failpoints.js';
 import { Store, cloneDocument, type UpdateStatement } from './store.js';
@@ -550,7 +551,7 @@ export class MongoHarness {
     }
     const matched = this.store.find(db, body.find, body.filter ?? {});
     // Stored documents are replaced on write, never changed in place, so a cursor may hold them
-    // and copy each batch as it goes out, as a real cursor streams instead of copying everything.
+    // and send each batch from their stored encoding as it goes out, as a real cursor streams.
     const docs = stages.length ? (new Aggregator(stages).run(matched) as Document[]) : matched;
     const single = body.singleBatch === true || Number(body.limit ?? 0) < 0;
     return this.cursorReply(`${db}.${body.find}`, docs, body.batchSize, single);
@@ -684,7 +685,7 @@ export class MongoHarness {
     }
     const batchSize = Number(body.batchSize ?? 0) || Number.MAX_SAFE_INTEGER;
     if (cursor.kind === 'documents') {
-      const batch = cursor.docs.splice(0, batchSize).map((d) => cloneDocument(d));
+      const batch = cursor.docs.splice(0, batchSize).map((d) => encoded(d));
       if (cursor.docs.length === 0) this.cursors.delete(key);
       return {
         cursor: {
@@ -760,7 +761,7 @@ export class MongoHarness {
 
   private cursorReply(ns: string, docs: Document[], batchSize?: number, single = false): Document {
     const size = batchSize === undefined ? FIRST_BATCH_SIZE : Number(batchSize);
-    const firstBatch = docs.slice(0, size).map((d) => cloneDocument(d));
+    const firstBatch = docs.slice(0, size).map((d) => encoded(d));
     const rest = docs.slice(size);
     const id =
       !single && rest.length ? this.registerCursor({ kind: 'documents', ns, docs: rest }) : 0n;

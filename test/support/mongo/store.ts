@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { BSON, Long, ObjectId, Timestamp, UUID, type Document } from 'bson';
 import { Aggregator, Query, update as applyUpdate } from 'mingo';
+import { encoded } from './encoded.js';
 import { CommandError } from './errors.js';
 
 export type OplogOp =
@@ -214,6 +215,8 @@ export class Store extends EventEmitter {
   }
 
   private record(entry: Omit<OplogEntry, 'ts' | 'wallTime'>): void {
+    // The image every change event of this write carries is encoded once, now.
+    if (entry.postImage) encoded(entry.postImage);
     this.oplog.push({ ...entry, ts: this.tick(), wallTime: new Date() });
     this.emit('oplog');
   }

@@ -1,6 +1,7 @@
 // MongoDB wire protocol framing for the test harness: OP_QUERY (the driver's legacy handshake),
 // OP_MSG (everything after it) and OP_REPLY (the answer to OP_QUERY).
 import { BSON, type Document } from 'bson';
+import { serializeReply } from './encoded.js';
 
 export const OP_REPLY = 1;
 export const OP_QUERY = 2004;
@@ -128,14 +129,14 @@ function header(length: number, responseTo: number, opCode: number): Buffer {
 }
 
 export function encodeMsg(responseTo: number, doc: Document): Buffer {
-  const payload = BSON.serialize(doc);
+  const payload = serializeReply(doc);
   const flagsAndKind = Buffer.alloc(5); // flags 0, section kind 0
   const length = 16 + flagsAndKind.length + payload.length;
   return Buffer.concat([header(length, responseTo, OP_MSG), flagsAndKind, payload]);
 }
 
 export function encodeReply(responseTo: number, doc: Document): Buffer {
-  const payload = BSON.serialize(doc);
+  const payload = serializeReply(doc);
   const fields = Buffer.alloc(20); // responseFlags, cursorID (int64 0), startingFrom
   fields.writeInt32LE(1, 16); // numberReturned
   const length = 16 + fields.length + payload.length;
