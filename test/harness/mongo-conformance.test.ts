@@ -616,13 +616,14 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('faults (harness only)', () => {
     await stream.close();
   });
 
-  it('stops and starts again on the same port with data and oplog kept', async () => {
+  it('stops and starts again on the same port: data and oplog kept, fail points forgotten', async () => {
     const harness = mongo.harness!;
     const coll = client.db(mongo.database()).collection<Document>('restart');
     const stream = await openStream(coll.watch());
     await coll.insertOne({ _id: 1 as never });
     const [first] = await take(stream, 1);
     const address = harness.address;
+    harness.failCommand('insert', { code: 91, times: 'alwaysOn' });
     await harness.stop();
     const refused = new MongoClient(mongo.url, { serverSelectionTimeoutMS: 300 });
     await expect(refused.db('admin').command({ ping: 1 })).rejects.toThrow();

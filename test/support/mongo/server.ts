@@ -102,8 +102,9 @@ export class MongoHarness {
   }
 
   /**
-   * Stops as a shut-down mongod does: the port closes, every connection and cursor is gone;
-   * collections and the oplog stay for start(). A stopped harness needs no close().
+   * Stops as a shut-down mongod does: the port closes, every connection and cursor is gone, and
+   * fail points are off (they live in memory, so a restart forgets them); collections and the
+   * oplog stay for start(). A stopped harness needs no close().
    */
   async stop(): Promise<void> {
     if (this.stopped) return;
@@ -115,11 +116,12 @@ export class MongoHarness {
       cursor.wake?.();
     }
     this.cursors.clear();
+    this.failPoints.clear();
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  /** Listens again on the same port after stop(), with the same data, oplog and fail points. */
+  /** Listens again on the same port after stop(), with the same data and oplog. */
   async start(): Promise<void> {
     if (!this.stopped) return;
     await this.listen({ host: this.host, port: this.port, replicaSet: this.replicaSet });
