@@ -2,6 +2,7 @@
 // against a real CrateDB (TEST_TARGET_URL=postgresql://crate@host:5432/doc) and any difference
 // shows up here. Each behaviour names where CrateDB defines it (crate/crate source at 5.10.x,
 // class or test names, and docs/ files). Tables live in a schema of their own per run.
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -774,5 +775,36 @@ describe('faults (harness only)', () => {
       await c6.end();
       await v6.close();
     }
+  });
+});
+
+describe('npm run cratedb-harness (harness only)', () => {
+  it('prints one ready line once it accepts connections and exits on SIGTERM', async () => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'test/support/cratedb/standalone.ts', '--port', '0'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('exit', (code) => resolve(code)),
+    );
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!stdout.includes('\n') && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const line = stdout.split('\n')[0]!;
+      expect(line).toMatch(/^ready postgresql:\/\/crate@127\.0\.0\.1:\d+\/doc$/);
+      const c = new pg.Client({ connectionString: line.slice('ready '.length) });
+      await c.connect();
+      expect((await c.query('SELECT version() AS v')).rows[0]!.v).toMatch(/^CrateDB 5\.10\./);
+      await c.end();
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(stdout.split('\n').filter(Boolean)).toHaveLength(1);
   });
 });
