@@ -682,6 +682,24 @@ describe('rows the shard refuses', () => {
     ).toBe(1);
   });
 
+  // `Indexer` verifies CHECK constraints per row on the shard ("Failed CONSTRAINT … for values"),
+  // so a multi-row INSERT drops the failing row. SqlBaseParser.g4: CHECK comes with CREATE TABLE
+  // or ADD COLUMN; ALTER TABLE … DROP CONSTRAINT removes it; there is no ADD CONSTRAINT.
+  it('verifies CHECK constraints per row, as a refused row', async () => {
+    const table = await newTable(
+      `"data" OBJECT(DYNAMIC) AS ("n" BIGINT), CONSTRAINT n_small CHECK (data['n'] < 10)`,
+    );
+    const add = await failure(`ALTER TABLE ${table} ADD CONSTRAINT other CHECK (data['n'] > 0)`);
+    expect(add.message).toMatch(/^line 1:\d+: extraneous input 'CONSTRAINT'/);
+    const error = await failure(`INSERT INTO ${table} (oid, data) VALUES ('a', '{"n": 20}')`);
+    expect(error.code).toBe('XX000');
+    expect(error.message).toMatch(/^Failed CONSTRAINT n_small CHECK \(.*\) for values: \[/);
+    expect(await insert(table, { b: { n: 1 }, c: { n: 30 } })).toBe(1);
+    expect(await dataOf(table, 'c')).toBeUndefined();
+    await q(`ALTER TABLE ${table} DROP CONSTRAINT n_small`);
+    expect(await insert(table, { c: { n: 30 } })).toBe(1);
+  });
+
   // `DataTypes.guessType`: Jackson reads integers beyond int64 as BigInteger, which has no type.
   it('cannot type an integer beyond int64', async () => {
     const table = await newTable();

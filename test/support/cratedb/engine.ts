@@ -1,9 +1,11 @@
 // Runs parsed statements against the in-memory tables with CrateDB's semantics: which reads see
 // unrefreshed rows, how INSERT writes rows (coordinator casts, then per-row "shard" indexing that
 // may fail a row without failing the statement), dynamic sub-columns, information_schema.
+import { randomBytes } from 'node:crypto';
 import { checkGrammar } from './grammar.js';
 import {
   parseStatement,
+  type CheckDef,
   type ColumnDef,
   type Expr,
   type SelectItem,
@@ -18,6 +20,7 @@ import {
   guessType,
   implicitCast,
   isObject,
+  javaDouble,
   parseJson,
   pgOid,
   pgText,
@@ -147,6 +150,18 @@ export class Engine {
       }
       case 'alter-add':
         return this.alterAdd(s.table, s.columns, session);
+      case 'drop-check': {
+        const table = this.table(s.table, session);
+        const index = table.checks.findIndex((c) => c.name === s.name);
+        if (index < 0) {
+          throw new PgError(
+            'XX000',
+            `Cannot find a CHECK CONSTRAINT named [${s.name}], available CHECK CONSTRAINTS are: [${table.checks.map((c) => c.name).join(', ')}]`,
+          );
+        }
+        table.checks.splice(index, 1);
+        return { columns: null, rows: [], tag: 'ALTER 1' };
+      }
       case 'refresh': {
         for (const ref of s.tables) this.table(ref, session).refresh();
         return { columns: null, rows: [], tag: `REFRESH ${s.tables.length}` };
@@ -211,6 +226,10 @@ export class Engine {
       col.primaryKey = true;
     }
     if (table.columnCount() > TOTAL_COLUMNS_LIMIT) throw columnLimit(table);
+    for (const check of s.checks) {
+      this.validateCheck(table, check);
+      table.checks.push({ ...check, name: check.name ?? this.checkName(table) });
+    }
     this.tables.set(key, table);
     return { columns: null, rows: [], tag: 'CREATE 1' };
   }
@@ -243,6 +262,7 @@ export class Engine {
       }
       parent.set(leaf, columnFromDef(def, leaf));
     }
+    const checks = defs.flatMap((def) => def.checks);
     const previous = new Map(table.columns);
     table.columns.clear();
     for (const [k, v] of columns) table.columns.set(k, v);
@@ -251,7 +271,20 @@ export class Engine {
       for (const [k, v] of previous) table.columns.set(k, v);
       throw columnLimit(table);
     }
+    for (const check of checks) {
+      this.validateCheck(table, check);
+      table.checks.push({ ...check, name: check.name ?? this.checkName(table) });
+    }
     return { columns: null, rows: [], tag: 'ALTER 1' };
+  }
+
+  /** The columns a CHECK names must exist (an unknown one is `Column … unknown`). */
+  private validateCheck(table: Table, check: CheckDef): void {
+    this.ev(check.expr, { table, alias: null, row: {}, params: [] });
+  }
+
+  private checkName(table: Table): string {
+    return `${table.name}_check_${randomBytes(4).toString('hex')}`;
   }
 
   // --- reads ---------------------------------------------------------------------------------
@@ -835,6 +868,15 @@ export class Engine {
     if (added && table.columnCount() + added > TOTAL_COLUMNS_LIMIT) {
       throw new RowFailure(columnLimit(table).message);
     }
+    for (const check of table.checks) {
+      // NULL passes, as in SQL; only false fails the row.
+      if (this.ev(check.expr, { table, alias: null, row, params: [] }) === false) {
+        const values = [...table.columns.keys()].map((name) => javaString(row[name] ?? null));
+        throw new RowFailure(
+          `Failed CONSTRAINT ${check.name} CHECK (${check.text}) for values: [${values.join(', ')}]`,
+        );
+      }
+    }
     return updates;
   }
 
@@ -1035,6 +1077,19 @@ export class Engine {
 }
 
 // --- helpers ---------------------------------------------------------------------------------
+
+/** A value as Java's toString prints it (`Arrays.toString` of a row in CrateDB's messages). */
+function javaString(value: Value): string {
+  if (value === null) return 'null';
+  if (typeof value === 'number') return javaDouble(value);
+  if (Array.isArray(value)) return `[${value.map(javaString).join(', ')}]`;
+  if (isObject(value)) {
+    return `{${Object.entries(value)
+      .map(([k, v]) => `${k}=${javaString(v)}`)
+      .join(', ')}}`;
+  }
+  return String(value);
+}
 
 function countOrTerms(sql: string): number {
   let n = 1;

@@ -40,6 +40,14 @@ export interface ColumnDef {
   notNull: boolean;
   indexOff: boolean;
   columnstore: boolean;
+  checks: CheckDef[];
+}
+
+/** `CONSTRAINT name CHECK (expr)`; `text` is the expression as written. */
+export interface CheckDef {
+  name: string | null;
+  expr: Expr;
+  text: string;
 }
 
 export interface TableRef {
@@ -94,11 +102,13 @@ export type Statement =
       ifNotExists: boolean;
       columns: ColumnDef[];
       primaryKey: string[];
+      checks: CheckDef[];
       /** `WITH (…)` table parameters, values as literal text. */
       properties: Record<string, string>;
     }
   | { kind: 'drop'; table: TableRef; ifExists: boolean }
   | { kind: 'alter-add'; table: TableRef; columns: ColumnDef[] }
+  | { kind: 'drop-check'; table: TableRef; name: string }
   | { kind: 'refresh'; tables: TableRef[] }
   | { kind: 'begin' }
   | { kind: 'commit' };
@@ -449,8 +459,13 @@ class Parser {
     const table = this.tableRef();
     this.expectOp('(');
     const columns: ColumnDef[] = [];
+    const checks: CheckDef[] = [];
     let primaryKey: string[] = [];
     do {
+      if (this.isKw('constraint') || this.isKw('check')) {
+        checks.push(this.check());
+        continue;
+      }
       if (this.acceptKw('primary', 'key')) {
         this.expectOp('(');
         do primaryKey.push(this.ident());
@@ -476,11 +491,27 @@ class Parser {
     }
     const inline = columns.filter((c) => c.primaryKey).map((c) => c.name);
     if (inline.length) primaryKey = [...inline, ...primaryKey];
-    return { kind: 'create', table, ifNotExists, columns, primaryKey, properties };
+    for (const c of columns) checks.push(...c.checks);
+    return { kind: 'create', table, ifNotExists, columns, primaryKey, checks, properties };
+  }
+
+  /** `[CONSTRAINT name] CHECK (expr)`. */
+  private check(): CheckDef {
+    const name = this.acceptKw('constraint') ? this.ident() : null;
+    this.expectKw('check');
+    this.expectOp('(');
+    const start = this.peek().pos;
+    const expr = this.expr();
+    const text = this.sql.slice(start, this.peek().pos).trim();
+    this.expectOp(')');
+    return { name, expr, text };
   }
 
   private alterTable(): Statement {
     const table = this.tableRef();
+    if (this.acceptKw('drop', 'constraint')) {
+      return { kind: 'drop-check', table, name: this.ident() };
+    }
     const columns: ColumnDef[] = [];
     do {
       this.expectKw('add');
@@ -519,6 +550,7 @@ class Parser {
       notNull: false,
       indexOff: false,
       columnstore: true,
+      checks: [],
     };
     for (;;) {
       if (this.acceptKw('primary', 'key')) def.primaryKey = true;
@@ -526,6 +558,7 @@ class Parser {
       else if (this.acceptKw('null')) continue;
       else if (this.acceptKw('index', 'off')) def.indexOff = true;
       else if (this.acceptKw('index', 'using')) this.ident();
+      else if (this.isKw('constraint') || this.isKw('check')) def.checks.push(this.check());
       else if (this.acceptKw('storage', 'with')) {
         const start = this.i;
         this.skipParenthesised();
@@ -795,6 +828,7 @@ class Parser {
 /** Words that end a select item or a table reference rather than name an alias. */
 const KEYWORDS = new Set([
   'add',
+  'drop',
   'from',
   'where',
   'group',

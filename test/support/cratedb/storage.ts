@@ -2,7 +2,7 @@
 // objects, each with a type; rows keyed by primary key; and the two states a CrateDB table has
 // for readers: the live rows (what a primary-key lookup sees) and the rows as of the last
 // refresh (what every other read sees).
-import type { ColumnDef, TypeSpec } from './sql.js';
+import type { CheckDef, ColumnDef, TypeSpec } from './sql.js';
 import { T, type DataType, type Value } from './types.js';
 
 export interface Column {
@@ -22,6 +22,8 @@ export type Row = Record<string, Value>;
 
 export class Table {
   readonly columns = new Map<string, Column>();
+  /** CHECK constraints, verified for every row written (`Indexer.TableConstraint`). */
+  checks: (CheckDef & { name: string })[] = [];
   /** Live rows by primary key: what Get / DeleteById / UpdateById see. */
   rows = new Map<string, Row>();
   /** Rows as of the last refresh: what searches (any non-key read) see. */
