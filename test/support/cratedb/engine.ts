@@ -118,7 +118,8 @@ export class Engine {
     if (sql.trim().replace(/;\s*$/, '') === '') return { columns: null, rows: [], tag: '' };
     const statement = parseStatement(sql);
     this.statement = {};
-    return this.execute(statement, params, session);
+    const result = this.execute(statement, params, session);
+    return { ...result, tag: commandTag(sql, result.tag) };
   }
 
   /** Whether `sql` is an INSERT of several rows (see shardFailuresAsRowCount). */
@@ -136,7 +137,7 @@ export class Engine {
       case 'begin':
         return { columns: null, rows: [], tag: 'BEGIN' };
       case 'commit':
-        return { columns: null, rows: [], tag: 'COMMIT' };
+        return { columns: null, rows: [], tag: 'COMMIT 0' };
       case 'create':
         return this.create(s, session);
       case 'drop': {
@@ -1077,6 +1078,18 @@ export class Engine {
 }
 
 // --- helpers ---------------------------------------------------------------------------------
+
+/**
+ * `Messages.sendCommandComplete`: the statement's first word and the row count (`INSERT 0 n`,
+ * plain `BEGIN`); `tag` is the harness's own tag, whose last word is the count.
+ */
+function commandTag(sql: string, tag: string): string {
+  const word = sql.trim().split(' ', 1)[0]!.toUpperCase();
+  const count = tag.split(' ').at(-1);
+  if (word === 'BEGIN') return 'BEGIN';
+  if (word === 'INSERT') return `INSERT 0 ${count}`;
+  return `${word} ${count}`;
+}
 
 /** A value as Java's toString prints it (`Arrays.toString` of a row in CrateDB's messages). */
 function javaString(value: Value): string {
