@@ -5,10 +5,26 @@ import type { KeyPolicy } from '../convert/value.js';
 import { ConfigError } from '../errors.js';
 import { crateDialect } from './cratedb/dialect.js';
 import type { TargetErrorClass } from './errors.js';
+import type { AnyDb } from './writer.js';
 import { postgresDialect } from './postgres/dialect.js';
 
 export type DialectName = 'cratedb' | 'postgres';
 export type ObjectPolicy = 'dynamic' | 'ignored';
+
+/** A row about to be written: its document, BSON as decoded or a stored row. */
+export interface TypedRow {
+  oid: string;
+  doc: Record<string, unknown>;
+}
+
+/** What a target needs done before rows are written to one of its tables. */
+export interface RowTyping {
+  /**
+   * Prepares `table` for `rows` (CrateDB declares the sub-columns they add) and returns the rows
+   * that must not be written, with the reason.
+   */
+  prepare(db: AnyDb, schema: string, table: string, rows: TypedRow[]): Promise<Map<string, string>>;
+}
 
 export interface Dialect {
   readonly name: DialectName;
@@ -34,6 +50,8 @@ export interface Dialect {
   readonly maxKeysPerStatement: number;
   /** Most rows one INSERT carries (its text must stay within the server's statement limit). */
   readonly maxRowsPerInsert: number;
+  /** Row typing for one writer (it caches what it learns of the tables), per object policy. */
+  rowTyping(objectPolicy: ObjectPolicy): RowTyping;
   /** Whether to retry, dead-letter the row, or stop, with the sentence to tell a person. */
   classifyError(error: unknown): TargetErrorClass;
   /** Makes written rows visible to every query (CrateDB refreshes periodically). */

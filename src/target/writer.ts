@@ -9,7 +9,7 @@ import { isStoredObject, parseStoredJson, type StoredObject } from '../convert/s
 import { rowJson } from '../convert/value.js';
 import { RelayError, RowError } from '../errors.js';
 import type { StreamPosition } from '../mongo/source.js';
-import type { Dialect, ObjectPolicy } from './dialect.js';
+import type { Dialect, ObjectPolicy, RowTyping } from './dialect.js';
 import { MAX_PARAMETERS, quoteIdent, tableRef } from './sql.js';
 
 /** Upper bound on the JSON text of one upsert statement, to keep statements and memory small. */
@@ -52,8 +52,12 @@ export interface WriterOptions {
   tableFor(collection: string): string;
 }
 
-/** An upsert carries its JSON text, built once for sizing statements and for sending. */
-type ResolvedChange = { kind: 'upsert'; json: string } | { kind: 'delete' };
+/**
+ * An upsert carries its JSON text, built once for sizing statements and for sending, and the
+ * document it was written from (its BSON types decide the sub-column types).
+ */
+type ResolvedChange =
+  { kind: 'upsert'; json: string; doc: Record<string, unknown> } | { kind: 'delete' };
 type ResolvedRow = Omit<FoldedRow, 'change'> & { change: ResolvedChange };
 
 /** A statement of a plain (unfenced) attempt was refused for its data: write the batch carefully. */
@@ -63,12 +67,15 @@ export class TargetWriter {
   private readonly ensured = new Set<string>();
   /** Which collection each table holds: two collections on one table would mix their rows. */
   private readonly owners = new Map<string, string>();
+  private readonly typing: RowTyping;
 
   constructor(
     readonly db: AnyDb,
     readonly dialect: Dialect,
     readonly options: WriterOptions,
-  ) {}
+  ) {
+    this.typing = dialect.rowTyping(options.objectPolicy);
+  }
 
   private get schema(): string {
     return this.options.schema;
@@ -150,7 +157,12 @@ export class TargetWriter {
         for (const [table, group] of groupBy(resolved, (r) =>
           this.options.tableFor(r.collection),
         )) {
-          const upserts = group.filter((r) => r.change.kind === 'upsert');
+          const upserts = await this.typed(
+            db,
+            table,
+            group.filter((r) => r.change.kind === 'upsert'),
+            result.deadLetters,
+          );
           const deletes = group.filter((r) => r.change.kind === 'delete');
           for (const chunk of upsertChunks(upserts, this.dialect.maxRowsPerInsert)) {
             result.upserted += await this.isolate(
@@ -224,7 +236,7 @@ export class TargetWriter {
         continue;
       }
       if (change.kind === 'upsert') {
-        resolved.push({ ...row, change: { kind: 'upsert', json: change.json } });
+        resolved.push({ ...row, change: { kind: 'upsert', json: change.json, doc: change.doc } });
         continue;
       }
       if (change.kind === 'reject') {
@@ -246,13 +258,37 @@ export class TargetWriter {
         // integers stay exactly as the target returned them.
         const keys = this.dialect.objectKey;
         const data = change.patches.reduce((doc, patch) => applyPatch(doc, patch, keys), base);
-        resolved.push({ ...row, change: { kind: 'upsert', json: rowJson(data, keys) } });
+        resolved.push({ ...row, change: { kind: 'upsert', json: rowJson(data, keys), doc: data } });
       } catch (error) {
         if (!(error instanceof RowError)) throw error;
         dead.push(this.deadLetter(row, error.message));
       }
     }
     return resolved;
+  }
+
+  /**
+   * The upserts the target can store exactly, once it is prepared for them (CrateDB: their new
+   * sub-columns declared); the others become dead letters with the reason.
+   */
+  private async typed(
+    db: AnyDb,
+    table: string,
+    upserts: ResolvedRow[],
+    dead: DeadLetter[],
+  ): Promise<ResolvedRow[]> {
+    const refused = await this.typing.prepare(
+      db,
+      this.schema,
+      table,
+      upserts.map((r) => ({ oid: r.oid, doc: (r.change as { doc: Record<string, unknown> }).doc })),
+    );
+    if (refused.size === 0) return upserts;
+    return upserts.filter((r) => {
+      const reason = refused.get(r.oid);
+      if (reason !== undefined) dead.push(this.deadLetter(r, reason));
+      return reason === undefined;
+    });
   }
 
   /**

@@ -3,16 +3,19 @@ import type { Dialect } from '../dialect.js';
 import { loadSql, quoteIdent } from '../sql.js';
 import { classifyCrateError } from './errors.js';
 import { crateTableName } from './names.js';
+import { CrateRowTyping } from './typing.js';
 
 // CrateDB rejects these inside object keys (`ColumnIdent.validateObjectKey`): `.` and `[`
 // (subscripts), tab, CR and LF. `]` is allowed.
 const FORBIDDEN_KEY_CHARS = /[.[\t\r\n]/g;
 
+const crateObjectKey = (key: string) => key.replace(FORBIDDEN_KEY_CHARS, '_');
+
 export const crateDialect: Dialect = {
   name: 'cratedb',
   defaultSchema: 'doc',
   transactional: false,
-  objectKey: (key) => key.replace(FORBIDDEN_KEY_CHARS, '_'),
+  objectKey: crateObjectKey,
   // `pk = $1 OR …` is planned as a primary-key lookup only below 9,999 terms
   // (`EqualityExtractor.MAX_ITERATIONS`); longer lists silently become a search that misses
   // unrefreshed rows, and about 12,000 overflow the parser. 1,000 keeps far from both.
@@ -53,6 +56,11 @@ export const crateDialect: Dialect = {
   // CrateDB casts JSON text to the OBJECT column; pg would send a JS array as an array literal.
   dataValue: (json) => sql`${json}`,
   classifyError: classifyCrateError,
+  // OBJECT(IGNORED) stores any value as it is and indexes none: nothing to declare or check.
+  rowTyping: (objectPolicy) =>
+    objectPolicy === 'ignored'
+      ? { prepare: async () => new Map() }
+      : new CrateRowTyping(crateObjectKey),
   refresh: async (db, schema, table) => {
     await sql.raw(`REFRESH TABLE ${quoteIdent(schema)}.${quoteIdent(table)}`).execute(db);
   },
