@@ -573,6 +573,159 @@ describe('fail points (configureFailPoint)', () => {
   });
 });
 
+describe('renames onto an existing collection', () => {
+  // Sources: mongodb/mongo src/mongo/db/pipeline/change_stream_filter_helpers.cpp (a rename is
+  // seen by streams on its source and, through `o.to`, on its target; both are invalidated),
+  // change_stream_event_transform.cpp (`ns` is the source, `to` and `operationDescription` name
+  // the target), op_observer_impl.cpp onRenameCollection (one entry; `dropTarget` is the dropped
+  // collection's UUID; no drop entry of its own); spec test change-streams-showExpandedEvents.
+  it('is one rename event, seen on the target namespace too, which invalidates it', async () => {
+    const db = client.db(mongo.database());
+    const source = db.collection<Document>('source');
+    const target = db.collection<Document>('target');
+    await source.insertOne({ _id: 1 as never });
+    await target.insertOne({ _id: 2 as never });
+    const onSource = await openStream(source.watch());
+    const onTarget = await openStream(target.watch([], { showExpandedEvents: true }));
+    const onDb = await openStream(db.watch([], { showExpandedEvents: true }));
+    await source.rename('target', { dropTarget: true });
+    await db.collection('target').insertOne({ _id: 3 as never });
+
+    const [rename, invalidate] = await take(onSource, 2);
+    expect(rename).toMatchObject({
+      operationType: 'rename',
+      ns: { db: db.databaseName, coll: 'source' },
+      to: { db: db.databaseName, coll: 'target' },
+    });
+    expect(rename).not.toHaveProperty('operationDescription');
+    expect(invalidate!.operationType).toBe('invalidate');
+
+    const [seen, invalidated] = await take(onTarget, 2);
+    expect(seen).toMatchObject({
+      operationType: 'rename',
+      ns: { db: db.databaseName, coll: 'source' },
+      to: { db: db.databaseName, coll: 'target' },
+      operationDescription: { to: { db: db.databaseName, coll: 'target' } },
+    });
+    const dropped = seen!.operationDescription.dropTarget;
+    expect(dropped?.constructor?.name).toMatch(/^(UUID|Binary)$/);
+    expect(seen!.collectionUUID?.constructor?.name).toMatch(/^(UUID|Binary)$/);
+    expect(invalidated!.operationType).toBe('invalidate');
+
+    // The database stream: no drop event for the replaced collection, then the new insert.
+    const [dbRename, insert] = await take(onDb, 2);
+    expect(dbRename).toMatchObject({ operationType: 'rename', _id: seen!._id });
+    expect(insert).toMatchObject({ operationType: 'insert', ns: { coll: 'target' } });
+    // The renamed collection keeps its UUID.
+    expect(insert!.collectionUUID).toEqual(seen!.collectionUUID);
+    expect(await target.find().toArray()).toEqual([{ _id: 1 }, { _id: 3 }]);
+    for (const stream of [onSource, onTarget, onDb]) await stream.close();
+  });
+
+  it('reads $out into an existing collection as a rename onto it', async () => {
+    // DocumentSourceOut writes a temporary collection and renames it over the target.
+    const db = client.db(mongo.database());
+    const input = db.collection<Document>('input');
+    const output = db.collection<Document>('output');
+    await input.insertMany([
+      { _id: 1 as never, n: 1 },
+      { _id: 2 as never, n: 2 },
+    ]);
+    await output.insertOne({ _id: 9 as never });
+    const onOutput = await openStream(output.watch());
+    await input.aggregate([{ $match: { n: 2 } }, { $out: 'output' }]).toArray();
+    const [rename, invalidate] = await take(onOutput, 2);
+    expect(rename).toMatchObject({
+      operationType: 'rename',
+      to: { db: db.databaseName, coll: 'output' },
+    });
+    expect(rename!.ns.coll).toMatch(/^tmp\.agg_out\./);
+    expect(invalidate!.operationType).toBe('invalidate');
+    expect(await output.find().toArray()).toEqual([{ _id: 2, n: 2 }]);
+    await onOutput.close();
+  });
+});
+
+describe('expanded events (showExpandedEvents)', () => {
+  // Sources: change_stream_event_transform.cpp (collectionUUID, operationDescription,
+  // stateBeforeChange; these operation types only with showExpandedEvents),
+  // change_stream_document_diff_parser.cpp (disambiguatedPaths), op_observer_impl.cpp (what the
+  // create, createIndexes, dropIndexes and collMod entries hold); spec tests
+  // change-streams-showExpandedEvents and change-streams-disambiguatedPaths.
+  it('reports create, createIndexes, dropIndexes and modify, with collectionUUID', async () => {
+    const db = client.db(mongo.database());
+    const plain = await openStream(db.watch());
+    const expanded = await openStream(db.watch([], { showExpandedEvents: true }));
+    await db.createCollection('made');
+    const made = db.collection<Document>('made');
+    await made.createIndex({ x: 1 }, { name: 'x_1' });
+    await made.dropIndex('x_1');
+    await db.command({ collMod: 'made', validationLevel: 'moderate' });
+    await made.insertOne({ _id: 1 as never });
+
+    const events = await take(expanded, 5);
+    expect(events.map((e) => e.operationType)).toEqual([
+      'create',
+      'createIndexes',
+      'dropIndexes',
+      'modify',
+      'insert',
+    ]);
+    const [create, createIndexes, dropIndexes, modify, insert] = events;
+    const uuid = create!.collectionUUID;
+    expect(uuid?.constructor?.name).toMatch(/^(UUID|Binary)$/);
+    for (const event of events) expect(event.collectionUUID).toEqual(uuid);
+    expect(create).toMatchObject({
+      ns: { db: db.databaseName, coll: 'made' },
+      operationDescription: { idIndex: { v: 2, key: { _id: 1 }, name: '_id_' } },
+    });
+    expect(createIndexes!.operationDescription).toEqual({
+      indexes: [{ v: 2, key: { x: 1 }, name: 'x_1' }],
+    });
+    expect(dropIndexes!.operationDescription).toEqual({
+      indexes: [{ v: 2, key: { x: 1 }, name: 'x_1' }],
+    });
+    expect(modify).toMatchObject({
+      operationDescription: { validationLevel: 'moderate' },
+      stateBeforeChange: { collectionOptions: { uuid } },
+    });
+    expect(insert).toMatchObject({ operationType: 'insert', documentKey: { _id: 1 } });
+
+    // Without the flag: only the insert, and no collectionUUID on it.
+    const [only] = await take(plain, 1);
+    expect(only).toMatchObject({ operationType: 'insert', documentKey: { _id: 1 } });
+    expect(only).not.toHaveProperty('collectionUUID');
+    await plain.close();
+    await expanded.close();
+  });
+
+  it('lists ambiguous update paths in disambiguatedPaths', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('paths');
+    await coll.insertMany([
+      { _id: 1 as never, a: { '1': 1 }, b: 1 },
+      { _id: 2 as never, a: [{ '1': 1 }] },
+    ]);
+    const plain = await openStream(coll.watch());
+    const expanded = await openStream(coll.watch([], { showExpandedEvents: true }));
+    await coll.updateOne({ _id: 1 as never }, { $set: { 'a.1': 2 } });
+    await coll.updateOne({ _id: 2 as never }, { $set: { 'a.0.1': 2 } });
+    await coll.updateOne({ _id: 1 as never }, { $set: { b: 2 } });
+    const [numeric, index, clear] = await take(expanded, 3);
+    expect(numeric!.updateDescription).toEqual({
+      updatedFields: { 'a.1': 2 },
+      removedFields: [],
+      truncatedArrays: [],
+      disambiguatedPaths: { 'a.1': ['a', '1'] },
+    });
+    expect(index!.updateDescription.disambiguatedPaths).toEqual({ 'a.0.1': ['a', 0, '1'] });
+    expect(clear!.updateDescription.disambiguatedPaths).toEqual({});
+    const [withoutFlag] = await take(plain, 1);
+    expect(withoutFlag!.updateDescription).not.toHaveProperty('disambiguatedPaths');
+    await plain.close();
+    await expanded.close();
+  });
+});
+
 describe.runIf(!process.env.TEST_MONGODB_URL)('faults (harness only)', () => {
   it('kills change-stream cursors; the driver resumes without losing an event', async () => {
     const coll = client.db(mongo.database()).collection<Document>('kill');

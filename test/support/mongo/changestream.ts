@@ -1,36 +1,98 @@
 // Change streams over the harness oplog: resume tokens, event shapes, full-document modes,
 // invalidation, user pipeline stages and lost history, as a MongoDB 7.0 primary reports them.
-import { Timestamp, type Document } from 'bson';
+import { BSON, Timestamp, type Document } from 'bson';
 import { Aggregator } from 'mingo';
 import { CommandError } from './errors.js';
 import { EncodedDocument, decodedFields, encodeDocument, encoded } from './encoded.js';
-import { idKey, type OplogEntry, type Store } from './store.js';
+import { cloneDocument, idKey, type OplogEntry, type Store } from './store.js';
 
-// A token is the event's cluster time as fixed-width hex (so tokens sort like times), and a flag
-// for invalidate events, which `resumeAfter` must refuse and `startAfter` accepts.
-export function encodeToken(ts: Timestamp, invalidate = false): { _data: string } {
-  const hex = (n: number) => n.toString(16).padStart(8, '0');
-  return { _data: `82${hex(ts.t)}${hex(ts.i)}${invalidate ? '01' : '00'}` };
+/**
+ * What a resume token says, after the server's ResumeTokenData (src/mongo/db/pipeline/
+ * resume_token.h): a high-water mark sorts before every event at its cluster time; an event
+ * token names the event by cluster time and its index inside an applyOps entry, and a fragment
+ * of a split event by its (0-based) fragment number.
+ */
+export interface ResumeTokenData {
+  clusterTime: Timestamp;
+  tokenType: 'highWaterMark' | 'event';
+  txnOpIndex: number;
+  fromInvalidate: boolean;
+  fragmentNum?: number;
 }
 
-export function decodeToken(token: unknown): { ts: Timestamp; invalidate: boolean } {
+const NO_FRAGMENT = 0xffffffff;
+
+// The token is its fields as fixed-width hex, so tokens sort like the positions they name.
+export function encodeToken(data: ResumeTokenData): { _data: string } {
+  const hex = (n: number) => n.toString(16).padStart(8, '0');
+  return {
+    _data:
+      `82${hex(data.clusterTime.t)}${hex(data.clusterTime.i)}` +
+      `${data.tokenType === 'event' ? '80' : '00'}${hex(data.txnOpIndex)}` +
+      `${data.fromInvalidate ? '01' : '00'}${hex(data.fragmentNum ?? NO_FRAGMENT)}`,
+  };
+}
+
+export function decodeToken(token: unknown): ResumeTokenData {
   const data = (token as { _data?: unknown } | null)?._data;
-  if (typeof data !== 'string' || !/^82[0-9a-f]{18}$/.test(data)) {
+  if (
+    typeof data !== 'string' ||
+    !/^82[0-9a-f]{16}(00|80)[0-9a-f]{8}(00|01)[0-9a-f]{8}$/.test(data)
+  ) {
     throw new CommandError(
       260,
       'KeyString format error: invalid resume token',
       'InvalidResumeToken',
     );
   }
+  const int = (from: number) => parseInt(data.slice(from, from + 8), 16);
+  const fragment = int(30);
   return {
-    ts: new Timestamp({ t: parseInt(data.slice(2, 10), 16), i: parseInt(data.slice(10, 18), 16) }),
-    invalidate: data.slice(18) === '01',
+    clusterTime: new Timestamp({ t: int(2), i: int(10) }),
+    tokenType: data.slice(18, 20) === '80' ? 'event' : 'highWaterMark',
+    txnOpIndex: int(20),
+    fromInvalidate: data.slice(28, 30) === '01',
+    ...(fragment === NO_FRAGMENT ? {} : { fragmentNum: fragment }),
   };
 }
 
 export function compareTimestamps(a: Timestamp, b: Timestamp): number {
   return a.t - b.t || a.i - b.i;
 }
+
+/** Token order: cluster time, then high-water marks first, then index, then fragments. */
+export function compareTokens(a: ResumeTokenData, b: ResumeTokenData): number {
+  const rank = (d: ResumeTokenData) => (d.tokenType === 'highWaterMark' ? -1 : d.txnOpIndex);
+  return (
+    compareTimestamps(a.clusterTime, b.clusterTime) ||
+    rank(a) - rank(b) ||
+    (a.fragmentNum ?? NO_FRAGMENT) - (b.fragmentNum ?? NO_FRAGMENT) ||
+    Number(a.fromInvalidate) - Number(b.fromInvalidate)
+  );
+}
+
+function highWaterMark(clusterTime: Timestamp): ResumeTokenData {
+  return { clusterTime, tokenType: 'highWaterMark', txnOpIndex: 0, fromInvalidate: false };
+}
+
+function eventToken(entry: OplogEntry, fromInvalidate = false): ResumeTokenData {
+  return {
+    clusterTime: entry.ts,
+    tokenType: 'event',
+    txnOpIndex: entry.txnOpIndex ?? 0,
+    fromInvalidate,
+  };
+}
+
+/** The largest BSON object a server builds (BSONObjMaxInternalSize: 16 MiB + 16 KiB). */
+export const MAX_INTERNAL_BSON_SIZE = 16 * 1024 * 1024 + 16 * 1024;
+/** Events above this are split by $changeStreamSplitLargeEvent (kBSONObjMaxChangeEventSize). */
+export const MAX_CHANGE_EVENT_SIZE = MAX_INTERNAL_BSON_SIZE - 8 * 1024;
+
+const SPLIT_STAGE = '$changeStreamSplitLargeEvent';
+
+/** Event types shown only with `showExpandedEvents` (change_stream_helpers kClassicOperationTypes). */
+const EXPANDED_OPERATIONS = new Set(['create', 'createIndexes', 'dropIndexes', 'modify']);
 
 export interface ChangeStreamSpec {
   db: string;
@@ -87,9 +149,11 @@ function encodeOnWrite(store: Store, stream: ChangeStreamCursor): void {
 }
 
 export class ChangeStreamCursor {
-  /** Events after this time are returned (at it too while `inclusive`). */
-  private position: Timestamp;
-  private inclusive: boolean;
+  /** Events after this position are returned; a high-water mark includes its cluster time. */
+  private position: ResumeTokenData;
+  /** The user's stages, without a final $changeStreamSplitLargeEvent. */
+  private readonly stages: Document[];
+  private readonly split: boolean;
   done = false;
   killed = false;
 
@@ -103,26 +167,26 @@ export class ChangeStreamCursor {
     }
     const token = stage.resumeAfter ?? stage.startAfter;
     if (token) {
-      const { ts, invalidate } = decodeToken(token);
-      if (invalidate && stage.resumeAfter) {
+      const data = decodeToken(token);
+      if (data.fromInvalidate && stage.resumeAfter) {
         throw new CommandError(
           260,
           "Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification.",
           'InvalidResumeToken',
         );
       }
-      this.position = ts;
-      this.inclusive = false;
+      this.position = data;
     } else if (stage.startAtOperationTime instanceof Timestamp) {
-      this.position = stage.startAtOperationTime;
-      this.inclusive = true;
+      this.position = highWaterMark(stage.startAtOperationTime);
     } else {
-      this.position = store.clusterTime;
-      this.inclusive = false;
+      // The server starts just after the latest oplog entry.
+      const now = store.clusterTime;
+      this.position = highWaterMark(new Timestamp({ t: now.t, i: now.i + 1 }));
     }
+    ({ stages: this.stages, split: this.split } = splitStage(spec.stages));
     this.checkHistory();
     this.validateStages();
-    if (spec.stages.length === 0) encodeOnWrite(store, this);
+    if (this.stages.length === 0) encodeOnWrite(store, this);
   }
 
   /** What decides an event's fields besides its oplog entry. */
@@ -174,7 +238,7 @@ export class ChangeStreamCursor {
       );
     }
     try {
-      new Aggregator(this.spec.stages).run([{ _id: { _data: '' }, operationType: 'insert' }]);
+      new Aggregator(this.stages).run([{ _id: { _data: '' }, operationType: 'insert' }]);
     } catch (error) {
       throw new CommandError(
         40324,
@@ -195,8 +259,8 @@ export class ChangeStreamCursor {
   private checkHistory(): void {
     const lost = this.store.discardedThrough;
     if (!lost) return;
-    const cmp = compareTimestamps(this.position, lost);
-    if (cmp < 0 || (cmp === 0 && this.inclusive)) {
+    const cmp = compareTimestamps(this.position.clusterTime, lost);
+    if (cmp < 0 || (cmp === 0 && this.position.tokenType === 'highWaterMark')) {
       throw new CommandError(
         286,
         'Resume of change stream was not possible, as the resume point may no longer be in the oplog.',
@@ -215,101 +279,196 @@ export class ChangeStreamCursor {
     while (index < oplog.length && events.length < max && !this.done) {
       const entry = oplog[index]!;
       index++;
-      this.position = entry.ts;
-      this.inclusive = false;
-      if (!this.inScope(entry)) continue;
-      const event = this.spec.stages.length ? this.toEvent(entry) : this.encodedEvent(entry);
-      if (event) events.push(...this.applyStages(event));
-      if (this.invalidates(entry)) {
-        events.push({
-          _id: encodeToken(entry.ts, true),
-          operationType: 'invalidate',
-          clusterTime: entry.ts,
-          wallTime: entry.wallTime,
-        });
-        this.done = true;
+      const token = eventToken(entry);
+      const resumedFragment =
+        compareTokens({ ...token, fragmentNum: this.position.fragmentNum }, this.position) === 0
+          ? this.position.fragmentNum
+          : undefined;
+      if (compareTokens(token, this.position) <= 0 && resumedFragment === undefined) continue;
+      if (this.inScope(entry)) {
+        const event = this.stages.length ? this.toEvent(entry) : this.encodedEvent(entry);
+        const out = event ? this.applyStages(event) : [];
+        for (const result of out) {
+          for (const piece of this.limitSize(result, token, resumedFragment)) {
+            if (events.length >= max) return events;
+            events.push(piece);
+            this.position = decodeToken(piece._id);
+          }
+        }
+        if (this.invalidates(entry)) {
+          const invalidate = eventToken(entry, true);
+          events.push({
+            _id: encodeToken(invalidate),
+            operationType: 'invalidate',
+            clusterTime: entry.ts,
+            wallTime: entry.wallTime,
+          });
+          this.position = invalidate;
+          this.done = true;
+          continue;
+        }
       }
+      // An entry that yields no event moves the position to its time, not past it, as the
+      // server's high-water mark does; the last event returned stays the position otherwise.
+      this.advanceTo(highWaterMark(entry.ts));
     }
     if (index >= oplog.length && !this.done) {
       // Scanned to the end: nothing up to the current cluster time is left unseen.
-      this.position = this.store.clusterTime;
-      this.inclusive = false;
+      this.advanceTo(highWaterMark(this.store.clusterTime));
     }
     return events;
   }
 
+  /** Moves the position forward (never back) past an entry seen or a time scanned. */
+  private advanceTo(token: ResumeTokenData): void {
+    if (compareTokens(token, this.position) > 0) this.position = token;
+  }
+
+  /**
+   * An event over the BSON limit fails the command with BSONObjectTooLarge (10334), unless the
+   * pipeline ends with $changeStreamSplitLargeEvent: then it is split into fragments as the
+   * server's change_stream_split_event_helpers.cpp does. Resuming inside a split event skips the
+   * fragments up to the token's.
+   */
+  private limitSize(event: Document, token: ResumeTokenData, resumedFragment?: number): Document[] {
+    const size = event instanceof EncodedDocument ? event.length : BSON.calculateObjectSize(event);
+    if (!this.split) {
+      if (size > MAX_INTERNAL_BSON_SIZE) throw tooLarge(size, event);
+      return [event];
+    }
+    if (size <= MAX_CHANGE_EVENT_SIZE) {
+      if (resumedFragment !== undefined) {
+        throw new CommandError(
+          280,
+          'Attempted to resume from a split event fragment, but the event in the resumed stream was not large enough to be split',
+          'ChangeStreamFatalError',
+          ['NonResumableChangeStreamError'],
+        );
+      }
+      return [event];
+    }
+    const fragments = splitEvent(
+      event instanceof EncodedDocument ? event.toBSON() : decodedFields(event),
+      token,
+    );
+    if (resumedFragment === undefined) return fragments;
+    const rest = fragments.slice(resumedFragment + 1);
+    if (rest.length === 0 && resumedFragment + 1 < fragments.length) {
+      throw new CommandError(
+        280,
+        'Attempted to resume from a split event, but the resumed stream produced a different split. Ensure that the pipeline used to resume is the same as the original',
+        'ChangeStreamFatalError',
+        ['NonResumableChangeStreamError'],
+      );
+    }
+    return rest;
+  }
+
   private firstIndex(oplog: OplogEntry[]): number {
+    // The first entry at or after the position's cluster time: several entries can share one.
     let lo = 0;
     let hi = oplog.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      const cmp = compareTimestamps(oplog[mid]!.ts, this.position);
-      if (cmp < 0 || (cmp === 0 && !this.inclusive)) lo = mid + 1;
+      if (compareTimestamps(oplog[mid]!.ts, this.position.clusterTime) < 0) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
 
+  /**
+   * The oplog filter of change_stream_filter_helpers.cpp: writes and commands on the watched
+   * namespace, and a rename whose target (`o.to`) is the watched namespace.
+   */
   private inScope(entry: OplogEntry): boolean {
-    if (this.spec.cluster) return !INTERNAL_DATABASES.has(entry.db);
-    if (entry.db !== this.spec.db) return false;
-    if (!this.spec.coll) return true;
-    return entry.coll === this.spec.coll && entry.op !== 'dropDatabase';
+    if (EXPANDED_OPERATIONS.has(entry.op) && !this.spec.showExpandedEvents) return false;
+    const { db, coll } = this.spec;
+    const renamedInto = entry.op === 'rename' ? entry.to : undefined;
+    if (this.spec.cluster) {
+      return (
+        !INTERNAL_DATABASES.has(entry.db) ||
+        (!!renamedInto && !INTERNAL_DATABASES.has(renamedInto.db))
+      );
+    }
+    if (!coll) return entry.db === db || renamedInto?.db === db;
+    if (entry.op === 'dropDatabase') return false;
+    return (
+      (entry.db === db && entry.coll === coll) ||
+      (renamedInto?.db === db && renamedInto.coll === coll)
+    );
   }
 
+  /** change_stream_filter_helpers buildInvalidationFilter. */
   private invalidates(entry: OplogEntry): boolean {
     if (this.spec.cluster) return false;
     if (this.spec.coll) return entry.op === 'drop' || entry.op === 'rename';
     return entry.op === 'dropDatabase';
   }
 
+  /** The event as change_stream_event_transform.cpp builds it, fields in its order. */
   private toEvent(entry: OplogEntry): Document | null {
-    const base = {
-      _id: encodeToken(entry.ts),
+    const expanded = this.spec.showExpandedEvents;
+    const event: Document = {
+      _id: encodeToken(eventToken(entry)),
       operationType: entry.op,
       clusterTime: entry.ts,
+      ...(expanded && entry.uuid ? { collectionUUID: entry.uuid } : {}),
       wallTime: entry.wallTime,
     };
     const ns = entry.coll ? { db: entry.db, coll: entry.coll } : { db: entry.db };
     switch (entry.op) {
       case 'insert':
         return {
-          ...base,
+          ...event,
           fullDocument: encoded(entry.postImage!),
           ns,
           documentKey: entry.documentKey,
         };
       case 'replace':
         return {
-          ...base,
+          ...event,
           fullDocument: encoded(entry.postImage!),
           ns,
           documentKey: entry.documentKey,
           ...this.preImage(entry),
         };
       case 'update': {
-        const updateDescription = this.spec.showExpandedEvents
-          ? { ...entry.updateDescription, disambiguatedPaths: {} }
-          : entry.updateDescription;
+        const { disambiguatedPaths, ...description } = entry.updateDescription!;
         return {
-          ...base,
+          ...event,
+          ...this.postImage(entry),
           ns,
           documentKey: entry.documentKey,
-          updateDescription,
-          ...this.postImage(entry),
+          updateDescription: expanded ? { ...description, disambiguatedPaths } : description,
           ...this.preImage(entry),
         };
       }
       case 'delete':
-        return { ...base, ns, documentKey: entry.documentKey, ...this.preImage(entry) };
+        return { ...event, ns, documentKey: entry.documentKey, ...this.preImage(entry) };
       case 'drop':
       case 'dropDatabase':
-        return { ...base, ns };
+        return { ...event, ns };
       case 'rename':
-        return { ...base, ns, to: entry.to };
+        // The top-level `to` predates `operationDescription` (5.3) and is kept beside it.
+        return { ...event, to: entry.to, ns, ...this.description(entry) };
       case 'create':
-        return this.spec.showExpandedEvents ? { ...base, ns, operationDescription: {} } : null;
+      case 'createIndexes':
+      case 'dropIndexes':
+        return { ...event, ns, ...this.description(entry) };
+      case 'modify':
+        return {
+          ...event,
+          ns,
+          ...this.description(entry),
+          stateBeforeChange: cloneDocument(entry.stateBeforeChange!),
+        };
     }
+  }
+
+  private description(entry: OplogEntry): Document {
+    return this.spec.showExpandedEvents && entry.operationDescription
+      ? { operationDescription: cloneDocument(entry.operationDescription) }
+      : {};
   }
 
   private imagesEnabled(entry: OplogEntry): boolean {
@@ -345,10 +504,10 @@ export class ChangeStreamCursor {
   }
 
   private applyStages(event: Document): Document[] {
-    if (this.spec.stages.length === 0) return [event];
+    if (this.stages.length === 0) return [event];
     const token = event._id._data as string;
     // Images are sent as their stored bytes; stages need them as documents.
-    const out = new Aggregator(this.spec.stages).run([decodedFields(event)]) as Document[];
+    const out = new Aggregator(this.stages).run([decodedFields(event)]) as Document[];
     for (const result of out) {
       if (result._id?._data !== token) {
         throw new CommandError(
@@ -423,3 +582,69 @@ const AGGREGATION_STAGES = new Set([
   '$unwind',
   '$vectorSearch',
 ]);
+/** Takes a final $changeStreamSplitLargeEvent off the user's stages; it may appear only there. */
+function splitStage(stages: Document[]): { stages: Document[]; split: boolean } {
+  const at = stages.findIndex((stage) => SPLIT_STAGE in stage);
+  if (at === -1) return { stages, split: false };
+  const spec = stages[at]![SPLIT_STAGE];
+  if (typeof spec !== 'object' || spec === null || Object.keys(spec).length > 0) {
+    throw new CommandError(7182800, '$changeStreamSplitLargeEvent spec should be an empty object');
+  }
+  if (at !== stages.length - 1) {
+    throw new CommandError(
+      7182802,
+      '$changeStreamSplitLargeEvent must be the last stage in the pipeline',
+    );
+  }
+  return { stages: stages.slice(0, -1), split: true };
+}
+
+function tooLarge(size: number, event: Document): CommandError {
+  return new CommandError(
+    10334,
+    `BSONObj size: ${size} (0x${size.toString(16).toUpperCase()}) is invalid. Size must be between 0 and ${MAX_INTERNAL_BSON_SIZE}(16MB) First element: _id: ${BSON.EJSON.stringify(event._id)}`,
+    'BSONObjectTooLarge',
+  );
+}
+
+/** The size of one field as an element of a BSON document. */
+function elementSize(key: string, value: unknown): number {
+  return BSON.calculateObjectSize({ [key]: value }) - 5;
+}
+
+/**
+ * change_stream_split_event::splitChangeEvent: the fields other than `_id`, smallest first (by
+ * element size, then name), fill fragments greedily; each fragment carries its own token (the
+ * event's, with the fragment's number) and `splitEvent: {fragment, of}`. Room is kept for the
+ * postBatchResumeToken, and the fragment's own sort key counts against its size.
+ */
+function splitEvent(event: Document, token: ResumeTokenData): Document[] {
+  const fields = Object.entries(event)
+    .filter(([key]) => key !== '_id')
+    .map(([key, value]) => ({ key, value, size: elementSize(key, value) }))
+    .sort((a, b) => a.size - b.size || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const tokenSize = BSON.calculateObjectSize(encodeToken(token));
+  const maxFragmentSize = MAX_CHANGE_EVENT_SIZE - tokenSize;
+  const fragments: Document[] = [];
+  let next = 0;
+  while (next < fields.length) {
+    const id = encodeToken({ ...token, fragmentNum: fragments.length });
+    const fragment: Document = { _id: id, splitEvent: { fragment: fragments.length + 1, of: 0 } };
+    let size = BSON.calculateObjectSize({ ...fragment, $sortKey: [id] });
+    do {
+      const field = fields[next]!;
+      fragment[field.key] = field.value;
+      size += field.size;
+      next++;
+    } while (next < fields.length && size + fields[next]!.size <= maxFragmentSize);
+    if (size > maxFragmentSize) {
+      throw new CommandError(
+        7182500,
+        `Splitting change event failed: fragment size ${size} is greater than maximum allowed fragment size ${maxFragmentSize}`,
+      );
+    }
+    fragments.push(fragment);
+  }
+  for (const fragment of fragments) fragment.splitEvent.of = fragments.length;
+  return fragments;
+}

@@ -50,6 +50,28 @@ type Cursor =
   | { kind: 'documents'; ns: string; docs: Document[] }
   | { kind: 'changeStream'; ns: string; stream: ChangeStreamCursor; wake?: () => void };
 
+/** Fields of every command that are not collection options (the command name aside). */
+const ENVELOPE_FIELDS = new Set([
+  '$db',
+  'lsid',
+  'txnNumber',
+  '$clusterTime',
+  '$readPreference',
+  'writeConcern',
+  'readConcern',
+  'maxTimeMS',
+  'comment',
+  'apiVersion',
+  'apiStrict',
+  'apiDeprecationErrors',
+]);
+
+/** A create or collMod command's options: the command without its name and envelope. */
+function commandOptions(body: Document): Document {
+  const [, ...fields] = Object.entries(body);
+  return Object.fromEntries(fields.filter(([key]) => !ENVELOPE_FIELDS.has(key)));
+}
+
 export class MongoHarness {
   readonly store = new Store();
   private server!: net.Server;
@@ -371,11 +393,10 @@ export class MongoHarness {
       case 'listCollections':
         return this.listCollections(db, body);
       case 'create':
-        this.store.createCollection(db, body.create, body);
+        this.store.createCollection(db, body.create, commandOptions(body));
         return { ok: 1 };
       case 'collMod':
-        this.requireCollection(db, body.collMod).options.changeStreamPreAndPostImages =
-          body.changeStreamPreAndPostImages;
+        this.store.modifyCollection(db, body.collMod, commandOptions(body));
         return { ok: 1 };
       case 'drop':
         this.store.dropCollection(db, body.drop);
@@ -395,13 +416,26 @@ export class MongoHarness {
         );
         return { ok: 1 };
       }
-      case 'createIndexes':
-        this.store.ensureCollection(db, body.createIndexes);
-        return { numIndexesBefore: 1, numIndexesAfter: 1 + (body.indexes?.length ?? 0), ok: 1 };
+      case 'createIndexes': {
+        const created = !this.store.collection(db, body.createIndexes);
+        const { before, after } = this.store.createIndexes(db, body.createIndexes, body.indexes);
+        return {
+          numIndexesBefore: before,
+          numIndexesAfter: after,
+          createdCollectionAutomatically: created,
+          ok: 1,
+        };
+      }
+      case 'dropIndexes':
+        return {
+          nIndexesWas: this.store.dropIndexes(db, body.dropIndexes, body.index),
+          ok: 1,
+        };
       case 'listIndexes':
+        this.requireCollection(db, body.listIndexes);
         return this.cursorReply(
           `${db}.${body.listIndexes}`,
-          [{ v: 2, key: { _id: 1 }, name: '_id_' }],
+          this.store.listIndexes(db, body.listIndexes),
           body.cursor?.batchSize,
         );
       case 'insert':
@@ -604,6 +638,13 @@ export class MongoHarness {
     }
     if (body.aggregate === 1)
       throw new CommandError(73, 'database-level aggregation is not supported');
+    const out = pipeline.at(-1)?.$out;
+    if (out !== undefined) {
+      const target = typeof out === 'string' ? { db, coll: out } : { db: out.db, coll: out.coll };
+      const docs = this.store.aggregate(db, body.aggregate, pipeline.slice(0, -1));
+      this.store.replaceWith(target.db, target.coll, docs);
+      return this.cursorReply(`${db}.${body.aggregate}`, [], body.cursor?.batchSize);
+    }
     const docs = this.store.aggregate(db, body.aggregate, pipeline);
     return this.cursorReply(`${db}.${body.aggregate}`, docs, body.cursor?.batchSize);
   }

@@ -8,27 +8,55 @@ import { encoded } from './encoded.js';
 import { CommandError } from './errors.js';
 
 export type OplogOp =
-  'insert' | 'update' | 'replace' | 'delete' | 'drop' | 'rename' | 'dropDatabase' | 'create';
+  | 'insert'
+  | 'update'
+  | 'replace'
+  | 'delete'
+  | 'drop'
+  | 'rename'
+  | 'dropDatabase'
+  | 'create'
+  | 'createIndexes'
+  | 'dropIndexes'
+  | 'modify';
 
 export interface UpdateDescription {
   updatedFields: Document;
   removedFields: string[];
   truncatedArrays: { field: string; newSize: number }[];
+  /** Each ambiguous path as its parts, array indices as numbers (see disambiguate()). */
+  disambiguatedPaths: Document;
 }
 
 export interface OplogEntry {
   ts: Timestamp;
   wallTime: Date;
+  /**
+   * Position inside an `applyOps` entry (a transaction or a batched multi-document write): all
+   * its operations share one `ts` and are told apart by this index, as in the server's
+   * resume token (`txnOpIndex`). Absent for a write logged on its own.
+   */
+  txnOpIndex?: number;
   op: OplogOp;
   db: string;
   coll?: string;
+  /** The collection's UUID (the oplog's `ui`); reported as `collectionUUID`. */
+  uuid?: UUID;
   documentKey?: Document;
   /** insert/replace: the new document; update: the post-image. */
   postImage?: Document;
   preImage?: Document;
   updateDescription?: UpdateDescription;
   to?: { db: string; coll: string };
+  /** DDL events: what the server reports as `operationDescription` (showExpandedEvents). */
+  operationDescription?: Document;
+  /** modify: the collection's options before the change. */
+  stateBeforeChange?: Document;
 }
+
+type EntryInput = Omit<OplogEntry, 'ts' | 'wallTime' | 'txnOpIndex'>;
+
+const ID_INDEX = { v: 2, key: { _id: 1 }, name: '_id_' } as const;
 
 export interface CollectionOptions {
   changeStreamPreAndPostImages?: { enabled: boolean };
@@ -39,8 +67,11 @@ export class Collection {
   readonly uuid = new UUID();
   /** Documents by `_id` key, in insertion (natural) order. */
   readonly docs = new Map<string, Document>();
+  /** Secondary index specs by name (`_id_` is implicit). */
+  readonly indexes = new Map<string, Document>();
   constructor(
-    readonly name: string,
+    /** Changes on rename: a renamed collection keeps its UUID, as on a real server. */
+    public name: string,
     public options: CollectionOptions = {},
   ) {}
 
@@ -88,39 +119,73 @@ export function describeUpdate(pre: Document, post: Document): UpdateDescription
     updatedFields: {},
     removedFields: [],
     truncatedArrays: [],
+    disambiguatedPaths: {},
   };
-  diffObject(pre, post, '', description);
+  diffObject(pre, post, [], description);
   return description;
 }
 
-function diffObject(pre: Document, post: Document, prefix: string, out: UpdateDescription): void {
+/**
+ * Paths a client cannot split on dots unaided, as the server's change_stream_document_diff_parser
+ * decides: a field name containing a dot, or a numeric field name below the top level (it could
+ * be an array index). Such a path is listed with its parts, array indices as integers.
+ */
+function disambiguate(parts: PathPart[], out: UpdateDescription): void {
+  let ambiguous = false;
+  for (const [i, part] of parts.entries()) {
+    if (typeof part === 'number') continue;
+    if ((i > 0 && /^(0|[1-9][0-9]*)$/.test(part)) || part.includes('.')) ambiguous = true;
+    if (ambiguous) break;
+  }
+  if (ambiguous) out.disambiguatedPaths[parts.join('.')] = [...parts];
+}
+
+/** A path into a document: field names, and indices for array elements. */
+type PathPart = string | number;
+
+function diffObject(pre: Document, post: Document, path: PathPart[], out: UpdateDescription): void {
   for (const key of Object.keys(pre)) {
-    if (!(key in post)) out.removedFields.push(prefix + key);
+    if (!(key in post)) addPath(out.removedFields, [...path, key], out);
   }
   for (const [key, value] of Object.entries(post)) {
-    const path = prefix + key;
+    const at = [...path, key];
     if (!(key in pre)) {
-      out.updatedFields[path] = value;
+      setUpdated(at, value, out);
       continue;
     }
-    diffValue(pre[key], value, path, out);
+    diffValue(pre[key], value, at, out);
   }
 }
 
-function diffValue(before: unknown, after: unknown, path: string, out: UpdateDescription): void {
+function addPath(list: string[], parts: PathPart[], out: UpdateDescription): void {
+  list.push(parts.join('.'));
+  disambiguate(parts, out);
+}
+
+function setUpdated(parts: PathPart[], value: unknown, out: UpdateDescription): void {
+  out.updatedFields[parts.join('.')] = value;
+  disambiguate(parts, out);
+}
+
+function diffValue(
+  before: unknown,
+  after: unknown,
+  path: PathPart[],
+  out: UpdateDescription,
+): void {
   if (isPlainObject(before) && isPlainObject(after)) {
-    diffObject(before, after, `${path}.`, out);
+    diffObject(before, after, path, out);
   } else if (Array.isArray(before) && Array.isArray(after)) {
     diffArray(before, after, path, out);
   } else if (!sameValue(before, after)) {
-    out.updatedFields[path] = after;
+    setUpdated(path, after, out);
   }
 }
 
 function diffArray(
   before: unknown[],
   after: unknown[],
-  path: string,
+  path: PathPart[],
   out: UpdateDescription,
 ): void {
   const common = Math.min(before.length, after.length);
@@ -130,14 +195,15 @@ function diffArray(
   }
   // Many changed elements are reported as the whole array, as the server does for rewrites.
   if (changedInPlace.length > common / 2 && changedInPlace.length > 1) {
-    out.updatedFields[path] = after;
+    setUpdated(path, after, out);
     return;
   }
-  for (const i of changedInPlace) diffValue(before[i], after[i], `${path}.${i}`, out);
   if (after.length < before.length) {
-    out.truncatedArrays.push({ field: path, newSize: after.length });
+    out.truncatedArrays.push({ field: path.join('.'), newSize: after.length });
+    disambiguate(path, out);
   }
-  for (let i = before.length; i < after.length; i++) out.updatedFields[`${path}.${i}`] = after[i];
+  for (const i of changedInPlace) diffValue(before[i], after[i], [...path, i], out);
+  for (let i = before.length; i < after.length; i++) setUpdated([...path, i], after[i], out);
 }
 
 function isOperatorUpdate(u: Document): boolean {
@@ -214,10 +280,25 @@ export class Store extends EventEmitter {
     return this.lastTime;
   }
 
-  private record(entry: Omit<OplogEntry, 'ts' | 'wallTime'>): void {
+  private record(entry: EntryInput): void {
     // The image every change event of this write carries is encoded once, now.
     if (entry.postImage) encoded(entry.postImage);
     this.oplog.push({ ...entry, ts: this.tick(), wallTime: new Date() });
+    this.emit('oplog');
+  }
+
+  /**
+   * Several operations logged as one `applyOps` entry: one cluster time, told apart by
+   * `txnOpIndex`, as a transaction or a batched multi-document write is.
+   */
+  private recordGroup(entries: EntryInput[]): void {
+    if (entries.length === 0) return;
+    const ts = this.tick();
+    const wallTime = new Date();
+    for (const [txnOpIndex, entry] of entries.entries()) {
+      if (entry.postImage) encoded(entry.postImage);
+      this.oplog.push({ ...entry, ts, wallTime, txnOpIndex });
+    }
     this.emit('oplog');
   }
 
@@ -246,7 +327,14 @@ export class Store extends EventEmitter {
     if (!collection) {
       collection = new Collection(name, options);
       database.set(name, collection);
-      this.record({ op: 'create', db, coll: name });
+      // The oplog's create entry holds the options and the _id index spec (OpObserverImpl).
+      this.record({
+        op: 'create',
+        db,
+        coll: name,
+        uuid: collection.uuid,
+        operationDescription: { ...cloneDocument(options), idIndex: { ...ID_INDEX } },
+      });
     }
     return collection;
   }
@@ -260,9 +348,10 @@ export class Store extends EventEmitter {
 
   dropCollection(db: string, name: string): boolean {
     const database = this.databases.get(db);
-    if (!database?.has(name)) return false;
-    database.delete(name);
-    this.record({ op: 'drop', db, coll: name });
+    const collection = database?.get(name);
+    if (!collection) return false;
+    database!.delete(name);
+    this.record({ op: 'drop', db, coll: name, uuid: collection.uuid });
     return true;
   }
 
@@ -274,19 +363,130 @@ export class Store extends EventEmitter {
     this.record({ op: 'dropDatabase', db });
   }
 
+  /**
+   * A rename is one oplog entry. With `dropTarget` an existing target is dropped inside it
+   * without an entry of its own; the entry names the dropped collection's UUID instead
+   * (OpObserverImpl::onRenameCollection), and streams on the target namespace see it.
+   */
   renameCollection(db: string, from: string, toDb: string, to: string, dropTarget: boolean): void {
     const source = this.collection(db, from);
     if (!source) throw new CommandError(26, `Source collection ${db}.${from} does not exist`);
-    if (this.collection(toDb, to)) {
+    const target = this.collection(toDb, to);
+    if (target) {
       if (!dropTarget) throw new CommandError(48, 'target namespace exists', 'NamespaceExists');
-      this.dropCollection(toDb, to);
+      this.databases.get(toDb)!.delete(to);
     }
     this.databases.get(db)!.delete(from);
-    const renamed = new Collection(to, source.options);
-    for (const [key, doc] of source.docs) renamed.docs.set(key, doc);
+    source.name = to;
     if (!this.databases.has(toDb)) this.databases.set(toDb, new Map());
-    this.databases.get(toDb)!.set(to, renamed);
-    this.record({ op: 'rename', db, coll: from, to: { db: toDb, coll: to } });
+    this.databases.get(toDb)!.set(to, source);
+    const destination = { db: toDb, coll: to };
+    this.record({
+      op: 'rename',
+      db,
+      coll: from,
+      uuid: source.uuid,
+      to: destination,
+      operationDescription: {
+        to: destination,
+        ...(target ? { dropTarget: target.uuid } : {}),
+      },
+    });
+  }
+
+  /**
+   * `$out`: the results go into a temporary collection (with the target's options and indexes),
+   * which is then renamed over the target with `dropTarget`, as DocumentSourceOut does. So `$out`
+   * into an existing collection reads as a rename onto it.
+   */
+  replaceWith(db: string, name: string, docs: Document[]): void {
+    const temp = `tmp.agg_out.${new UUID().toHexString(true)}`;
+    const target = this.collection(db, name);
+    this.ensureCollection(db, temp, target ? cloneDocument(target.options) : {});
+    if (target?.indexes.size) this.createIndexes(db, temp, [...target.indexes.values()]);
+    const { writeErrors } = this.insert(db, temp, docs, true);
+    if (writeErrors.length) {
+      this.dropCollection(db, temp);
+      throw new CommandError(writeErrors[0]!.code, writeErrors[0]!.errmsg);
+    }
+    this.renameCollection(db, temp, db, name, true);
+  }
+
+  /** Index specs as listIndexes reports them, `_id_` first. */
+  listIndexes(db: string, name: string): Document[] {
+    const collection = this.collection(db, name);
+    if (!collection) return [];
+    return [{ ...ID_INDEX }, ...[...collection.indexes.values()].map((i) => cloneDocument(i))];
+  }
+
+  /**
+   * New indexes: on an empty collection each is its own `createIndexes` entry; on a non-empty one
+   * the build ends in one `commitIndexBuild` entry for all of them. Both read as `createIndexes`.
+   */
+  createIndexes(db: string, name: string, specs: Document[]): { before: number; after: number } {
+    const collection = this.ensureCollection(db, name);
+    const before = 1 + collection.indexes.size;
+    const added: Document[] = [];
+    for (const spec of specs) {
+      const { key, name: indexName, ...options } = spec;
+      if (collection.indexes.has(indexName)) continue;
+      const index = { v: 2, key, name: indexName, ...options };
+      collection.indexes.set(indexName, index);
+      added.push(index);
+    }
+    const entry = { op: 'createIndexes' as const, db, coll: name, uuid: collection.uuid };
+    if (collection.docs.size === 0) {
+      for (const index of added) {
+        this.record({ ...entry, operationDescription: { indexes: [cloneDocument(index)] } });
+      }
+    } else if (added.length) {
+      this.record({ ...entry, operationDescription: { indexes: added.map(cloneDocument) } });
+    }
+    return { before, after: 1 + collection.indexes.size };
+  }
+
+  /** Drops one index by name or key pattern, or `'*'` for all but `_id_`: one entry each. */
+  dropIndexes(db: string, name: string, index: unknown): number {
+    const collection = this.collection(db, name);
+    if (!collection) throw new CommandError(26, `ns not found ${db}.${name}`);
+    const before = 1 + collection.indexes.size;
+    const names =
+      index === '*'
+        ? [...collection.indexes.keys()]
+        : [...collection.indexes.values()]
+            .filter((i) => i.name === index || (isPlainObject(index) && sameValue(i.key, index)))
+            .map((i) => i.name as string);
+    if (names.length === 0) {
+      throw new CommandError(27, `index not found with name [${String(index)}]`, 'IndexNotFound');
+    }
+    for (const indexName of names) {
+      const spec = collection.indexes.get(indexName)!;
+      collection.indexes.delete(indexName);
+      this.record({
+        op: 'dropIndexes',
+        db,
+        coll: name,
+        uuid: collection.uuid,
+        operationDescription: { indexes: [cloneDocument(spec)] },
+      });
+    }
+    return before;
+  }
+
+  /** collMod: the changed options, and the options before as `stateBeforeChange`. */
+  modifyCollection(db: string, name: string, changes: Document): void {
+    const collection = this.collection(db, name);
+    if (!collection) throw new CommandError(26, `ns does not exist: ${db}.${name}`);
+    const before = { uuid: collection.uuid, ...cloneDocument(collection.options) };
+    Object.assign(collection.options, cloneDocument(changes));
+    this.record({
+      op: 'modify',
+      db,
+      coll: name,
+      uuid: collection.uuid,
+      operationDescription: cloneDocument(changes),
+      stateBeforeChange: { collectionOptions: before },
+    });
   }
 
   insert(db: string, name: string, documents: Document[], ordered: boolean) {
@@ -306,6 +506,7 @@ export class Store extends EventEmitter {
         op: 'insert',
         db,
         coll: name,
+        uuid: collection.uuid,
         documentKey: { _id: doc._id },
         postImage: cloneDocument(doc),
       });
@@ -420,6 +621,7 @@ export class Store extends EventEmitter {
       op: replacement ? 'replace' : 'update',
       db,
       coll: name,
+      uuid: collection.uuid,
       documentKey: { _id: current._id },
       preImage: cloneDocument(current),
       postImage: cloneDocument(next),
@@ -428,6 +630,12 @@ export class Store extends EventEmitter {
     return true;
   }
 
+  /**
+   * A multi-document delete is logged in batches of up to 100 documents, each batch one
+   * `applyOps` entry (batched deletes, default since 6.1: `batchUserMultiDeletes`,
+   * `batchedDeletesTargetBatchDocs`), except on a collection that keeps pre- and post-images
+   * (get_executor.cpp: `!collection->isChangeStreamPreAndPostImagesEnabled()`).
+   */
   delete(
     db: string,
     name: string,
@@ -437,19 +645,29 @@ export class Store extends EventEmitter {
     const matches = this.find(db, name, filter);
     const targets = limit === 1 ? matches.slice(0, 1) : matches;
     const collection = this.collection(db, name);
-    for (const doc of targets) {
+    const entries = targets.map((doc): EntryInput => {
       collection!.docs.delete(idKey(doc._id));
-      this.record({
+      return {
         op: 'delete',
         db,
         coll: name,
+        uuid: collection!.uuid,
         documentKey: { _id: doc._id },
         preImage: cloneDocument(doc),
-      });
+      };
+    });
+    if (limit === 1 || collection?.imagesEnabled) {
+      for (const entry of entries) this.record(entry);
+    } else {
+      for (let i = 0; i < entries.length; i += DELETE_BATCH_DOCS) {
+        this.recordGroup(entries.slice(i, i + DELETE_BATCH_DOCS));
+      }
     }
     return { n: targets.length, deleted: targets };
   }
 }
+
+const DELETE_BATCH_DOCS = 100;
 
 function duplicateKeyMessage(db: string, coll: string, id: unknown): string {
   return `E11000 duplicate key error collection: ${db}.${coll} index: _id_ dup key: { _id: ${BSON.EJSON.stringify(id as Document, { relaxed: true })} }`;
