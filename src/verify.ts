@@ -18,6 +18,7 @@ import { oidOf, rowJson } from './convert/value.js';
 import type { Dialect } from './target/dialect.js';
 import { tableRef } from './target/sql.js';
 import type { AnyDb } from './target/writer.js';
+import { READ_BSON } from './mongo/connect.js';
 
 export interface VerifyOptions {
   database: string;
@@ -134,7 +135,7 @@ export async function verify(
   let chunk: Document[] = [];
   for await (const doc of collection.find(
     {},
-    { sort: { _id: 1 }, batchSize: chunkSize, promoteLongs: false },
+    { sort: { _id: 1 }, batchSize: chunkSize, ...READ_BSON },
   )) {
     report.sourceCount++;
     chunk.push(doc);

@@ -26,11 +26,10 @@ export function doubleText(n: number): string {
 }
 
 /**
- * A plain JS number, as the driver decodes both Int32 and Double by default (it cannot keep
- * `promoteValues: false` on a cursor without also decoding server error codes as Int32, which
- * breaks its own resume and retry checks): a safe integer is written as an integer, anything
- * else as a Double. Whether it was a whole Double is lost before it reaches us; CrateDB sub-column
- * typing declares such fields DOUBLE PRECISION, which holds both exactly.
+ * A plain JS number, whose BSON type is not known (the relay reads MongoDB with READ_BSON, so
+ * documents and events carry Int32 and Double wrappers; plain numbers come from relaxed Extended
+ * JSON or the relay's own values): a safe integer is written as an integer, anything else as a
+ * Double.
  */
 function numberText(n: number): string {
   return Number.isSafeInteger(n) && !Object.is(n, -0) ? String(n) : doubleText(n);

@@ -4,6 +4,13 @@ import { ConfigError, RelayError, errorMessage } from '../errors.js';
 import { redact } from '../log.js';
 import { standaloneError } from './errors.js';
 
+/**
+ * How the relay reads documents and change events: every number keeps its BSON type (Int32,
+ * Int64, Double), which the row's JSON text must show (DESIGN §1: a whole Double is `10.0`). The
+ * driver's default would make an Int32 and a whole Double the same JS number.
+ */
+export const READ_BSON = { promoteValues: false } as const;
+
 export interface ConnectOptions {
   /** Change streams need a replica set (or sharded cluster); workloads do not. */
   requireChangeStreams: boolean;

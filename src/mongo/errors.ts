@@ -56,11 +56,23 @@ const TRANSIENT_CODES = new Set([
   13436, // NotPrimaryOrSecondary
 ]);
 
+/**
+ * Gives a server error its code as a number again. The relay reads documents with
+ * `promoteValues: false` (READ_BSON) so numbers keep their BSON type, and the driver decodes an
+ * error reply to such a read with the same options, leaving `code` an Int32 that no check
+ * (the relay's or the driver's) would match.
+ */
+function numericCode(error: MongoError): void {
+  const code = error.code as unknown;
+  if (typeof code === 'object' && code !== null) error.code = Number(code);
+}
+
 /** Whether a MongoDB error passes (the server restarting, an election, a lost cursor). */
 export function isTransientMongoError(error: unknown): boolean {
   if (error instanceof TransientError) return true;
   if (error instanceof MongoNetworkError || error instanceof MongoServerSelectionError) return true;
   if (!(error instanceof MongoError)) return false;
+  numericCode(error);
   if (TRANSIENT_LABELS.some((label) => error.hasErrorLabel(label))) return true;
   return typeof error.code === 'number' && TRANSIENT_CODES.has(error.code);
 }
@@ -79,6 +91,7 @@ export function explainMongoError(error: unknown, where: string): unknown {
       return new TransientError(`MongoDB ${where}: ${errorMessage(error)}`, { cause: error });
     return error;
   }
+  numericCode(error);
   switch (error.code) {
     case 40573:
       return standaloneError(where);

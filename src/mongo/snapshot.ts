@@ -1,6 +1,7 @@
 // The initial copy of a collection, in `_id` order and in batches, resumable after the last
 // `_id` copied.
 import type { Document, MongoClient } from 'mongodb';
+import { READ_BSON } from './connect.js';
 
 export async function* snapshotBatches(
   client: MongoClient,
@@ -16,7 +17,7 @@ export async function* snapshotBatches(
   const cursor = client
     .db(database)
     .collection(collection)
-    .find(filter, { sort: { _id: 1 }, batchSize, promoteLongs: false });
+    .find(filter, { sort: { _id: 1 }, batchSize, ...READ_BSON });
   let batch: Document[] = [];
   try {
     for await (const doc of cursor) {
@@ -85,10 +86,10 @@ export async function resumeAfter(
   if (lastId === undefined) return { afterId: undefined, mixedTypes: false };
   const coll = client.db(database).collection(collection);
   const [first] = await coll
-    .find({}, { sort: { _id: 1 }, limit: 1, projection: { _id: 1 }, promoteLongs: false })
+    .find({}, { sort: { _id: 1 }, limit: 1, projection: { _id: 1 }, ...READ_BSON })
     .toArray();
   const [last] = await coll
-    .find({}, { sort: { _id: -1 }, limit: 1, projection: { _id: 1 }, promoteLongs: false })
+    .find({}, { sort: { _id: -1 }, limit: 1, projection: { _id: 1 }, ...READ_BSON })
     .toArray();
   const mixedTypes =
     first !== undefined && last !== undefined && idTypeGroup(first._id) !== idTypeGroup(last._id);

@@ -3,6 +3,7 @@
 // `invalidate` with `startAfter`, as the design asks.
 import { Timestamp, type ChangeStream, type Document, type MongoClient } from 'mongodb';
 import { explainMongoError } from './errors.js';
+import { READ_BSON } from './connect.js';
 
 export type FullDocumentMode = 'updateLookup' | 'whenAvailable' | 'required' | 'patch';
 
@@ -67,8 +68,7 @@ export class ChangeSource {
       ...(fullDocument === 'patch' ? {} : { fullDocument }),
       batchSize,
       maxAwaitTimeMS: batchWaitMs,
-      // Int64 values stay exact (the driver would turn them into imprecise JS numbers).
-      promoteLongs: false,
+      ...READ_BSON,
     };
     const db = this.client.db(database);
     this.stream =

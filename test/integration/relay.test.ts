@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Decimal128, Long, MongoClient, ObjectId, type Document } from 'mongodb';
+import { Decimal128, Double, Long, MongoClient, ObjectId, type Document } from 'mongodb';
 import { EJSON } from 'bson';
 import { LosslessNumber } from 'lossless-json';
 import { parseStoredJson, type StoredObject } from '../../src/convert/stored.js';
@@ -62,6 +62,8 @@ describe('cdc-relay', () => {
       price: Decimal128.fromString('19.99'),
       at: new Date(Date.UTC(1969, 6, 20, 20, 17, 40, 123)),
       nested: { list: [1, 2, { deep: true }] },
+      whole: new Double(10),
+      count: 10,
     });
     const relay = await startRelay(relayArgs(database, '--collection', 'customers'));
     await expectConverges(coll, target);
@@ -73,6 +75,9 @@ describe('cdc-relay', () => {
     const typed = parseStoredJson(row!.data) as StoredObject;
     expect(typed.big).toEqual(new LosslessNumber('1152921504606846976'));
     expect(typed.small).toEqual(new LosslessNumber('7'));
+    // A whole Double keeps its fraction and an Int32 stays an integer, copied and streamed alike.
+    expect(typed.whole).toEqual(new LosslessNumber('10.0'));
+    expect(typed.count).toEqual(new LosslessNumber('10'));
     expect(typed.price).toBe('19.99');
     expect(String(typed.at)).toBe(String(Date.UTC(1969, 6, 20, 20, 17, 40, 123)));
 
@@ -90,7 +95,21 @@ describe('cdc-relay', () => {
     await coll.deleteOne({ _id: samples[3]!._id });
     await coll.deleteMany({ active: false });
     await coll.findOneAndUpdate({ _id: 'typed' as never }, { $set: { 'nested.list.1': 'two' } });
+    await coll.insertOne({ _id: 'streamed' as never, whole: new Double(-3), count: -3 });
     await expectConverges(coll, target);
+    const [streamed] = await query(
+      target,
+      `SELECT data FROM ${table} WHERE oid = 'streamed'`,
+      [],
+      table,
+      {
+        jsonText: true,
+      },
+    );
+    expect(parseStoredJson(streamed!.data)).toMatchObject({
+      whole: new LosslessNumber('-3.0'),
+      count: new LosslessNumber('-3'),
+    });
     await relay.stop();
   });
 

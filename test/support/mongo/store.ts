@@ -2,9 +2,10 @@
 // update operators come from mingo; this file adds what a replica set adds on top: `_id`
 // uniqueness, an ordered oplog with cluster times, and change descriptions of each write.
 import { EventEmitter } from 'node:events';
-import { BSON, Long, ObjectId, Timestamp, UUID, type Document } from 'bson';
+import { BSON, Double, Long, ObjectId, Timestamp, UUID, type Document } from 'bson';
 import { Aggregator, Query, update as applyUpdate } from 'mingo';
 import { encoded } from './encoded.js';
+import { decodeDocument } from './bson.js';
 import { CommandError } from './errors.js';
 
 export type OplogOp =
@@ -80,11 +81,9 @@ export class Collection {
   }
 }
 
-const DESERIALIZE = { promoteLongs: false } as const;
-
 /** A deep copy that keeps every BSON type (structuredClone would drop the classes). */
 export function cloneDocument<T extends Document>(doc: T): T {
-  return BSON.deserialize(BSON.serialize(doc), DESERIALIZE) as T;
+  return decodeDocument(BSON.serialize(doc)) as T;
 }
 
 /** MongoDB compares numbers across types: 1, 1.0 and Long(1) are the same `_id`. */
@@ -92,6 +91,7 @@ export function idKey(id: unknown): string {
   if (id instanceof ObjectId) return `o:${id.toHexString()}`;
   if (typeof id === 'string') return `s:${id}`;
   if (typeof id === 'number') return `n:${id}`;
+  if (id instanceof Double) return `n:${id.value}`;
   if (id instanceof Long) return `n:${id.toString()}`;
   if (typeof id === 'bigint') return `n:${id.toString()}`;
   return `x:${Buffer.from(BSON.serialize({ v: id })).toString('hex')}`;

@@ -2,6 +2,7 @@
 // OP_MSG (everything after it) and OP_REPLY (the answer to OP_QUERY).
 import { BSON, type Document } from 'bson';
 import { serializeReply } from './encoded.js';
+import { decodeDocument } from './bson.js';
 
 export const OP_REPLY = 1;
 export const OP_QUERY = 2004;
@@ -10,9 +11,6 @@ export const OP_MSG = 2013;
 const CHECKSUM_PRESENT = 1 << 0;
 export const MORE_TO_COME = 1 << 1;
 const EXHAUST_ALLOWED = 1 << 16;
-
-// Longs stay Long so an Int64 written by a client comes back as an Int64.
-const DESERIALIZE = { promoteLongs: false } as const;
 
 export interface Request {
   requestId: number;
@@ -59,7 +57,7 @@ function parseQuery(message: Buffer, requestId: number): Request {
   const nameEnd = message.indexOf(0, offset);
   offset = nameEnd + 1 + 8; // cstring, numberToSkip, numberToReturn
   const size = message.readInt32LE(offset);
-  const body = BSON.deserialize(message.subarray(offset, offset + size), DESERIALIZE);
+  const body = decodeDocument(message.subarray(offset, offset + size));
   // Legacy commands may wrap the command as {$query: {...}, $readPreference: ...}.
   const command = (body.$query as Document | undefined) ?? body;
   return {
@@ -86,7 +84,7 @@ function parseMsg(message: Buffer, requestId: number): Request {
     offset += 1;
     if (kind === 0) {
       const size = message.readInt32LE(offset);
-      body = BSON.deserialize(message.subarray(offset, offset + size), DESERIALIZE);
+      body = decodeDocument(message.subarray(offset, offset + size));
       offset += size;
     } else if (kind === 1) {
       const size = message.readInt32LE(offset);
@@ -97,7 +95,7 @@ function parseMsg(message: Buffer, requestId: number): Request {
       let docOffset = idEnd + 1;
       while (docOffset < sectionEnd) {
         const docSize = message.readInt32LE(docOffset);
-        docs.push(BSON.deserialize(message.subarray(docOffset, docOffset + docSize), DESERIALIZE));
+        docs.push(decodeDocument(message.subarray(docOffset, docOffset + docSize)));
         docOffset += docSize;
       }
       sequences[identifier] = docs;
