@@ -3,9 +3,7 @@
 // every reply that carries it copies those bytes instead of cloning and encoding it again, so the
 // harness can serve change events and snapshots faster than a client consumes them.
 import { BSON, type Document } from 'bson';
-
-// Longs stay Long, as everywhere in the harness.
-const DESERIALIZE = { promoteLongs: false } as const;
+import { decodeDocument } from './bson.js';
 
 /**
  * A document as BSON bytes, held as consecutive pieces (a change event shares its image's bytes
@@ -23,7 +21,7 @@ export class EncodedDocument {
   /** The document itself, for any reader other than `serializeReply` (bson, mingo). */
   toBSON(): Document {
     const bytes = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts);
-    return BSON.deserialize(bytes, DESERIALIZE);
+    return decodeDocument(bytes);
   }
 }
 

@@ -1,6 +1,6 @@
 // MongoDB wire protocol framing for the test harness: OP_QUERY (the driver's legacy handshake),
 // OP_MSG (everything after it) and OP_REPLY (the answer to OP_QUERY).
-import { BSON, type Document } from 'bson';
+import { type Document } from 'bson';
 import { serializeReply } from './encoded.js';
 import { decodeDocument } from './bson.js';
 
