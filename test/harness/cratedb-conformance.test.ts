@@ -247,13 +247,31 @@ describe('wire and statements', () => {
     );
   });
 
-  // `SQLExceptions.esToCrateException`: a duplicate key is reported, also in multi-row inserts.
-  it('reports a duplicate primary key without ON CONFLICT', async () => {
+  // `SQLExceptions.esToCrateException` (DuplicateKeyException, 23505) for one row; among several
+  // the duplicate is skipped (`testInsertWithPrimaryKeyMultiValuesFailing`: row count 1).
+  it('reports a duplicate primary key for one row and skips it among several', async () => {
     const table = await newTable();
     await insert(table, { a: {} });
     const error = await failure(`INSERT INTO ${table} (oid, data) VALUES ('a', '{}')`);
     expect(error.code).toBe('23505');
     expect(error.message).toBe('A document with the same primary key exists already');
+    expect(await insert(table, { a: { x: 1 }, b: {} })).toBe(1);
+    expect(await dataOf(table, 'a')).toEqual({});
+  });
+
+  // `testInsertWithNotNullConstraintViolation`, `testInsertWithNotNull1LevelNestedColumn`.
+  it('refuses NULL and missing values of NOT NULL columns, also nested ones', async () => {
+    const table = await newTable(
+      `"data" OBJECT(DYNAMIC) AS ("level1" TEXT NOT NULL), "note" TEXT NOT NULL`,
+    );
+    const missing = await failure(
+      `INSERT INTO ${table} (oid, data) VALUES ('a', '{"level1": "x"}')`,
+    );
+    expect(missing.message).toMatch(/"note" must not be null/);
+    const nested = await failure(
+      `INSERT INTO ${table} (oid, data, note) VALUES ('a', '{"other": "x"}', 'n')`,
+    );
+    expect(nested.message).toMatch(/"data\['level1'\]" must not be null/);
   });
 
   // docs/interfaces/postgres.rst "Transactions": BEGIN and COMMIT are accepted and ignored.

@@ -60,8 +60,9 @@ class RowFailure extends PgError {
     message: string,
     /** A ClassCastException on the shard: swallowed even for one row (`mixedArgumentTypesFailure`). */
     readonly classCast = false,
+    code = 'XX000',
   ) {
-    super('XX000', message);
+    super(code, message);
   }
 }
 
@@ -830,7 +831,9 @@ export class Engine {
     let row: Row;
     if (existing) {
       if (!onConflict) {
-        throw new PgError('23505', 'A document with the same primary key exists already');
+        // An item failure on the shard: reported for one row, skipped among several
+        // (`testInsertWithPrimaryKeyMultiValuesFailing`).
+        throw new RowFailure('A document with the same primary key exists already', false, '23505');
       }
       if (!onConflict.update) return null;
       row = { ...existing };
@@ -858,12 +861,10 @@ export class Engine {
     this.indexing = table;
     const updates: (() => void)[] = [];
     let added = 0;
+    checkNotNull(table.columns, row, []);
     for (const [name, value] of Object.entries(row)) {
       const col = table.columns.get(name);
       if (!col) continue;
-      if (col.notNull && value === null) {
-        throw new RowFailure(`"${name}" must not be null`);
-      }
       added += this.indexValue(col, [name], value, updates, 1);
     }
     if (added && table.columnCount() + added > TOTAL_COLUMNS_LIMIT) {
@@ -1078,6 +1079,21 @@ export class Engine {
 }
 
 // --- helpers ---------------------------------------------------------------------------------
+
+/**
+ * NOT NULL columns, also below objects that are present (`Indexer`'s not-null constraints,
+ * `testInsertWithNotNull1LevelNestedColumn`): omitted counts as null.
+ */
+function checkNotNull(columns: Map<string, Column>, value: ObjectValue, path: string[]): void {
+  for (const col of columns.values()) {
+    const inner = value[col.name] ?? null;
+    if (col.notNull && inner === null) {
+      throw new RowFailure(`"${sqlFqn([...path, col.name])}" must not be null`);
+    }
+    if (isObject(inner) && col.children.size)
+      checkNotNull(col.children, inner, [...path, col.name]);
+  }
+}
 
 /**
  * `Messages.sendCommandComplete`: the statement's first word and the row count (`INSERT 0 n`,

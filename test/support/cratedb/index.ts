@@ -20,9 +20,12 @@ export interface CrateHarnessOptions {
   refreshIntervalMs?: number;
 }
 
-/** A transient CrateDB error, as clients see it while a shard is unavailable. */
+/**
+ * A transient CrateDB error as the PostgreSQL protocol carries it while a shard is unavailable:
+ * `UnavailableShardsException`'s message (XX000, `PGError.fromThrowable`).
+ */
 const DEFAULT_FAULT =
-  'ShardNotAvailableException: [doc][0] primary shard is not active Timeout: [1m], request: [ShardUpsertRequest]';
+  '[doc.t][0] primary shard is not active Timeout: [1m], request: [ShardUpsertRequest]';
 
 export class CrateHarness implements StatementRunner {
   private server: net.Server | null = null;
