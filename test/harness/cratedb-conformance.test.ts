@@ -536,6 +536,19 @@ describe('lenient casts into existing sub-columns', () => {
     });
     expect(await dataOf(table, 'y')).toBeUndefined();
   });
+  // `ObjectType.convert` wraps a failure at any depth at each level, so the outermost key is named,
+  // with its value as Java prints it (`ConversionException.forObjectChild`).
+  it('names the outermost key when a nested value has no cast', async () => {
+    const table = await newTable();
+    await insert(table, { seed: { o: { n: 1 } } });
+    const error = await failure(`INSERT INTO ${table} (oid, data) VALUES ($1, $2)`, [
+      'x',
+      '{"o": {"n": "x", "m": [1, 2]}}',
+    ]);
+    expect(error.message).toBe(
+      'Cannot cast object element `o` with value `{n=x, m=[1, 2]}` to type `object`',
+    );
+  });
 });
 
 describe('rows the shard refuses', () => {

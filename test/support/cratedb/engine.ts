@@ -20,7 +20,7 @@ import {
   guessType,
   implicitCast,
   isObject,
-  javaDouble,
+  javaString,
   parseJson,
   pgOid,
   pgText,
@@ -1107,19 +1107,6 @@ function commandTag(sql: string, tag: string): string {
   return `${word} ${count}`;
 }
 
-/** A value as Java's toString prints it (`Arrays.toString` of a row in CrateDB's messages). */
-function javaString(value: Value): string {
-  if (value === null) return 'null';
-  if (typeof value === 'number') return javaDouble(value);
-  if (Array.isArray(value)) return `[${value.map(javaString).join(', ')}]`;
-  if (isObject(value)) {
-    return `{${Object.entries(value)
-      .map(([k, v]) => `${k}=${javaString(v)}`)
-      .join(', ')}}`;
-  }
-  return String(value);
-}
-
 function countOrTerms(sql: string): number {
   let n = 1;
   const re = /\bor\b/gi;
@@ -1190,24 +1177,35 @@ function coordinatorCast(value: Value, col: Column, element: string | null): Val
   let v = implicitCast(value, col.type, element);
   if (col.type.kind === 'object' && isObject(v)) {
     if (col.type.policy === 'ignored') return v;
-    const out: ObjectValue = {};
-    for (const [k, inner] of Object.entries(v)) {
-      const child = col.children.get(k);
-      out[k] = child ? coordinatorCast(inner, child, k) : inner;
-    }
-    v = out;
+    v = castChildren(v, col);
   } else if (col.type.kind === 'array' && col.type.element.kind === 'object' && Array.isArray(v)) {
-    v = v.map((item) => {
-      if (!isObject(item)) return item;
-      const out: ObjectValue = {};
-      for (const [k, inner] of Object.entries(item)) {
-        const child = col.children.get(k);
-        out[k] = child ? coordinatorCast(inner, child, k) : inner;
-      }
-      return out;
-    });
+    v = v.map((item) => (isObject(item) ? castChildren(item, col) : item));
   }
   return v;
+}
+
+/**
+ * `ObjectType.convert`: each key's value cast to its sub-column; a failure at any depth is
+ * reported by the outermost object as "Cannot cast object element `key` with value `…`".
+ */
+function castChildren(value: ObjectValue, col: Column): ObjectValue {
+  const out: ObjectValue = {};
+  for (const [k, inner] of Object.entries(value)) {
+    const child = col.children.get(k);
+    if (!child) {
+      out[k] = inner;
+      continue;
+    }
+    try {
+      out[k] = coordinatorCast(inner, child, k);
+    } catch (error) {
+      if (!(error instanceof ConversionError)) throw error;
+      throw new ConversionError(
+        `Cannot cast object element \`${k}\` with value \`${javaString(inner)}\` to type \`${typeName(child.type)}\``,
+      );
+    }
+  }
+  return out;
 }
 
 /** A value stored into a column just created for it: numbers made Long/Double as guessed. */
@@ -1416,4 +1414,3 @@ function parsePgArray(text: string): Value[] {
   return out;
 }
 
-export { ConversionError };

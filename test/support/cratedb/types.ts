@@ -198,6 +198,20 @@ export function toJson(value: Value): string {
     .join(',')}}`;
 }
 
+/** A value as Java's toString prints it (`Arrays.toString` of a row in CrateDB's messages). */
+export function javaString(value: Value): string {
+  if (value === null) return 'null';
+  if (value instanceof BigInteger) return value.text;
+  if (typeof value === 'number') return javaDouble(value);
+  if (Array.isArray(value)) return `[${value.map(javaString).join(', ')}]`;
+  if (isObject(value)) {
+    return `{${Object.entries(value)
+      .map(([k, v]) => `${k}=${javaString(v)}`)
+      .join(', ')}}`;
+  }
+  return String(value);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Type guessing for a new sub-column (`DynamicIndexer.guessType`): numbers upcast to BIGINT and
 // DOUBLE; arrays typed by merging their elements' types.
@@ -291,7 +305,7 @@ export function sameType(a: DataType, b: DataType): boolean {
 // Implicit casts into an existing column (`DataType.implicitCast`), lenient where CrateDB is.
 
 function noCast(value: Value, type: DataType, element: string | null): never {
-  const shown = typeof value === 'string' ? value : toJson(value);
+  const shown = javaString(value);
   if (element !== null) {
     throw new ConversionError(
       `Cannot cast object element \`${element}\` with value \`${shown}\` to type \`${typeName(type)}\``,
