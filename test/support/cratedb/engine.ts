@@ -1413,4 +1413,3 @@ function parsePgArray(text: string): Value[] {
   }
   return out;
 }
-
