@@ -52,6 +52,8 @@ export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions):
           `${options.what} unavailable (${errorMessage(error)}); retrying with backoff`,
         );
         options.onOutage?.('start', 0);
+      } else {
+        options.log.debug(`${options.what} still unavailable (${errorMessage(error)})`);
       }
       await sleep(delay, options.signal);
       options.onRetry?.();

@@ -67,10 +67,25 @@ function numericCode(error: MongoError): void {
   if (typeof code === 'object' && code !== null) error.code = Number(code);
 }
 
+/**
+ * Socket errors the driver sometimes lets through unwrapped: a command written to a connection
+ * the server has just closed fails with Node's own EPIPE ("This socket has been ended by the other
+ * party", node-mongodb-native cmap/connection.ts writeCommand), not a MongoNetworkError.
+ */
+const SOCKET_ERROR_CODES = new Set([
+  'EPIPE',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+]);
+
 /** Whether a MongoDB error passes (the server restarting, an election, a lost cursor). */
 export function isTransientMongoError(error: unknown): boolean {
   if (error instanceof TransientError) return true;
   if (error instanceof MongoNetworkError || error instanceof MongoServerSelectionError) return true;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && SOCKET_ERROR_CODES.has(code)) return true;
   if (!(error instanceof MongoError)) return false;
   numericCode(error);
   if (TRANSIENT_LABELS.some((label) => error.hasErrorLabel(label))) return true;

@@ -83,3 +83,16 @@ export function readAhead<T>(read: Promise<T>): Promise<T> {
   read.catch(() => {});
   return read;
 }
+
+/**
+ * A read that failed because the relay was stopped during an outage (a retry gives up once
+ * `signal` aborts) is no error: the result is null and the caller stops as it would anyway.
+ */
+export async function unlessStopped<T>(read: Promise<T>, signal: AbortSignal): Promise<T | null> {
+  try {
+    return await read;
+  } catch (error) {
+    if (signal.aborted) return null;
+    throw error;
+  }
+}

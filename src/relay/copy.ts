@@ -4,7 +4,7 @@ import type { Document } from 'mongodb';
 import { convertEvent, type RowEvent } from '../convert/event.js';
 import { foldBatch } from '../convert/fold.js';
 import { resumeAfter, snapshotBatches } from '../mongo/snapshot.js';
-import { readAhead, type RelayContext } from './context.js';
+import { readAhead, unlessStopped, type RelayContext } from './context.js';
 
 export interface SnapshotProgress {
   collections: Record<string, { lastId?: unknown; done?: boolean }>;
@@ -78,9 +78,9 @@ async function copyCollection(
   let pending = readAhead(read());
   try {
     while (true) {
-      const next = await pending;
-      if (next.done) return true;
-      if (signal.aborted) return false;
+      const next = await unlessStopped(pending, signal);
+      if (next?.done) return true;
+      if (!next || signal.aborted) return false;
       pending = readAhead(read());
       const docs = next.value;
       const rows = docs.map((doc) => snapshotRow(ctx, collection, doc));

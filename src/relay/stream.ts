@@ -8,7 +8,7 @@ import { errorMessage } from '../errors.js';
 import { ChangeSource, type SourceBatch, type StreamPosition } from '../mongo/source.js';
 import { eventTimeMs } from '../stats.js';
 import type { Checkpoint } from '../target/writer.js';
-import { readAhead, type RelayContext } from './context.js';
+import { readAhead, unlessStopped, type RelayContext } from './context.js';
 import { applyControl } from './control.js';
 
 /** Streams from `position` until `signal` aborts (after the batch in flight) or a fatal error. */
@@ -45,7 +45,8 @@ export async function streamChanges(
   let pending: Promise<SourceBatch> | null = readAhead(read());
   try {
     while (pending) {
-      const batch: SourceBatch = await pending;
+      const batch = await unlessStopped(pending, signal);
+      if (!batch) break;
       pending = signal.aborted ? null : readAhead(read());
       await applyBatch(ctx, batch, signal);
     }
