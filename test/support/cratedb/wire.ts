@@ -197,6 +197,11 @@ export class WireSession {
       this.socket.write('N');
       return;
     }
+    if (code === 80877102) {
+      // CancelRequest: statements here finish at once or wait for resume(); nothing to cancel.
+      this.socket.end();
+      return;
+    }
     this.started = true;
     const r = new Reader(message.subarray(8));
     const params: Record<string, string> = {};
