@@ -24,6 +24,8 @@ export interface RowTyping {
    * that must not be written, with the reason.
    */
   prepare(db: AnyDb, schema: string, table: string, rows: TypedRow[]): Promise<Map<string, string>>;
+  /** Forgets what it learnt of a table that was dropped. */
+  forget(schema: string, table: string): void;
 }
 
 export interface Dialect {

@@ -469,6 +469,7 @@ export class TargetWriter {
     if (mode === 'drop') {
       await sql`DROP TABLE IF EXISTS ${tableRef(this.schema, table)}`.execute(this.db);
       this.ensured.delete(table);
+      this.typing.forget(this.schema, table);
     } else {
       await this.ensureTable(collection);
       // CrateDB deletes without a key from the last refreshed state: rows written since would stay.

@@ -71,7 +71,7 @@ describe('rows a multi-row INSERT skips (issue #11.1)', () => {
   // drops the row from the multi-row statement, which the writer must notice.
   const untyped: Dialect = {
     ...crateDialect,
-    rowTyping: () => ({ prepare: async () => new Map() }),
+    rowTyping: () => ({ prepare: async () => new Map(), forget: () => {} }),
   };
 
   it('are found by RETURNING, written alone for the reason, and dead-lettered with it', async () => {
@@ -164,6 +164,18 @@ describe('--on-drop truncate (issue #11.7)', () => {
     await w.write(foldBatch([insert('trunc', { _id: 't1', v: 1 })]), null);
     await w.clear('trunc', 'truncate');
     expect((await stored('trunc')).size).toBe(0);
+  });
+});
+
+describe('--on-drop drop', () => {
+  it('forgets the sub-column types of the dropped table', async () => {
+    const w = writer();
+    await w.prepare(['dropped']);
+    await w.write(foldBatch([insert('dropped', { _id: 'x', v: 'text' })]), null);
+    await w.clear('dropped', 'drop');
+    const result = await w.write(foldBatch([insert('dropped', { _id: 'x', v: 10 })]), null);
+    expect(result).toMatchObject({ upserted: 1, deadLetters: [] });
+    expect(await columnTypes('dropped')).toMatchObject({ "data['v']": 'double precision' });
   });
 });
 

@@ -59,7 +59,7 @@ export const crateDialect: Dialect = {
   // OBJECT(IGNORED) stores any value as it is and indexes none: nothing to declare or check.
   rowTyping: (objectPolicy) =>
     objectPolicy === 'ignored'
-      ? { prepare: async () => new Map() }
+      ? { prepare: async () => new Map(), forget: () => {} }
       : new CrateRowTyping(crateObjectKey),
   refresh: async (db, schema, table) => {
     await sql.raw(`REFRESH TABLE ${quoteIdent(schema)}.${quoteIdent(table)}`).execute(db);

@@ -84,6 +84,10 @@ export class CrateRowTyping implements RowTyping {
     return refused;
   }
 
+  forget(schema: string, table: string): void {
+    this.tables.delete(`${schema}\u0000${table}`);
+  }
+
   /** ALTER TABLE … ADD COLUMN for all additions at once; one by one if CrateDB refuses that. */
   private async declare(
     db: AnyDb,

@@ -27,6 +27,6 @@ export const postgresDialect: Dialect = {
   dataValue: (json) => sql`${json}::jsonb`,
   classifyError: classifyTargetError,
   // JSONB keeps every JSON value as it is: nothing to declare or check.
-  rowTyping: () => ({ prepare: async () => new Map() }),
+  rowTyping: () => ({ prepare: async () => new Map(), forget: () => {} }),
   refresh: async () => {},
 };
