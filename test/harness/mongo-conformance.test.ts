@@ -2,6 +2,7 @@
 // also runs against a real replica set (TEST_MONGODB_URL) and any difference shows up here.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  Binary,
   Decimal128,
   Long,
   MongoClient,
@@ -373,11 +374,45 @@ describe('change streams', () => {
   });
 });
 
-// Sources: src/mongo/db/pipeline/document_source_change_stream_add_post_image.cpp and
+// Sources: src/mongo/db/pipeline/resume_token.cpp and src/mongo/db/storage/key_string.cpp
+// (KeyString token, _typeBits, 40647, 9, 40649),
+// src/mongo/db/pipeline/document_source_change_stream_add_post_image.cpp and
 // ..._add_pre_image.cpp (47),
 // src/mongo/db/pipeline/pipeline.cpp (20: stage not permitted in a $changeStream pipeline),
 // src/mongo/db/query/getmore_cmd.cpp (awaitData getMore waits for a matching event).
-describe('errors and waits as a 7.0 server gives them', () => {
+describe('resume tokens, errors and waits as a 7.0 server gives them', () => {
+  it('gives opaque upper-case hex tokens whose length follows the event, _typeBits for doubles', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('tokens');
+    const stream = await openStream(coll.watch());
+    await coll.insertMany([{ _id: 1 as never }, { _id: 'a much longer _id value' as never }]);
+    await coll.insertOne({ _id: 1.5 as never });
+    const [short, long, double] = await take(stream, 3);
+    for (const event of [short, long, double]) expect(event!._id._data).toMatch(/^[0-9A-F]+$/);
+    expect(long!._id._data.length).toBeGreaterThan(short!._id._data.length);
+    expect(short!._id).not.toHaveProperty('_typeBits');
+    expect(double!._id._typeBits).toBeInstanceOf(Binary);
+    expect(stream.resumeToken).toHaveProperty('_data');
+    await stream.close();
+    // Each token resumes right after its own event.
+    const resumed = coll.watch([], { resumeAfter: short!._id });
+    expect((await take(resumed, 1))[0]!.documentKey).toEqual({ _id: 'a much longer _id value' });
+    await resumed.close();
+  });
+
+  it('refuses malformed tokens with 40647, 9 and 40649', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('badtokens');
+    const open = (token: unknown) =>
+      client.db(coll.dbName).command({
+        aggregate: coll.collectionName,
+        pipeline: [{ $changeStream: { resumeAfter: token } }],
+        cursor: {},
+      });
+    await expect(open({ _data: 42 })).rejects.toMatchObject({ code: 40647 });
+    await expect(open({})).rejects.toMatchObject({ code: 40647 });
+    await expect(open({ _data: 'not hex' })).rejects.toMatchObject({ code: 9 });
+    await expect(open({ _data: '' })).rejects.toMatchObject({ code: 40649 });
+  });
+
   it('fails fullDocument and fullDocumentBeforeChange "required" without images with 47', async () => {
     const coll = client.db(mongo.database()).collection<Document>('required');
     await coll.insertOne({ _id: 1 as never, n: 1 });

@@ -1,9 +1,10 @@
 // Change streams over the harness oplog: resume tokens, event shapes, full-document modes,
 // invalidation, user pipeline stages and lost history, as a MongoDB 7.0 primary reports them.
-import { BSON, Timestamp, type Document } from 'bson';
+import { BSON, Timestamp, type Binary, type Document, type UUID } from 'bson';
 import { Aggregator } from 'mingo';
 import { CommandError } from './errors.js';
 import { EncodedDocument, decodedFields, encodeDocument, encoded } from './encoded.js';
+import { decodeResumeToken, encodeResumeToken } from './resume-token.js';
 import { cloneDocument, idKey, type OplogEntry, type Store } from './store.js';
 
 /**
@@ -18,42 +19,22 @@ export interface ResumeTokenData {
   txnOpIndex: number;
   fromInvalidate: boolean;
   fragmentNum?: number;
+  /** The collection's UUID; absent for events without one (dropDatabase) and high-water marks. */
+  uuid?: UUID;
+  /** `{operationType, documentKey}`, or `{operationType}` for an event without a document. */
+  eventIdentifier?: Document;
 }
 
 const NO_FRAGMENT = 0xffffffff;
 
-// The token is its fields as fixed-width hex, so tokens sort like the positions they name.
-export function encodeToken(data: ResumeTokenData): { _data: string } {
-  const hex = (n: number) => n.toString(16).padStart(8, '0');
-  return {
-    _data:
-      `82${hex(data.clusterTime.t)}${hex(data.clusterTime.i)}` +
-      `${data.tokenType === 'event' ? '80' : '00'}${hex(data.txnOpIndex)}` +
-      `${data.fromInvalidate ? '01' : '00'}${hex(data.fragmentNum ?? NO_FRAGMENT)}`,
-  };
+// Tokens have the real shape (KeyString hex, see resume-token.ts); the harness orders them by
+// the fields decoded back, never by their text.
+export function encodeToken(data: ResumeTokenData): { _data: string; _typeBits?: Binary } {
+  return encodeResumeToken(data);
 }
 
 export function decodeToken(token: unknown): ResumeTokenData {
-  const data = (token as { _data?: unknown } | null)?._data;
-  if (
-    typeof data !== 'string' ||
-    !/^82[0-9a-f]{16}(00|80)[0-9a-f]{8}(00|01)[0-9a-f]{8}$/.test(data)
-  ) {
-    throw new CommandError(
-      260,
-      'KeyString format error: invalid resume token',
-      'InvalidResumeToken',
-    );
-  }
-  const int = (from: number) => parseInt(data.slice(from, from + 8), 16);
-  const fragment = int(30);
-  return {
-    clusterTime: new Timestamp({ t: int(2), i: int(10) }),
-    tokenType: data.slice(18, 20) === '80' ? 'event' : 'highWaterMark',
-    txnOpIndex: int(20),
-    fromInvalidate: data.slice(28, 30) === '01',
-    ...(fragment === NO_FRAGMENT ? {} : { fragmentNum: fragment }),
-  };
+  return decodeResumeToken(token);
 }
 
 export function compareTimestamps(a: Timestamp, b: Timestamp): number {
@@ -81,6 +62,11 @@ function eventToken(entry: OplogEntry, fromInvalidate = false): ResumeTokenData 
     tokenType: 'event',
     txnOpIndex: entry.txnOpIndex ?? 0,
     fromInvalidate,
+    ...(entry.uuid ? { uuid: entry.uuid } : {}),
+    eventIdentifier: {
+      operationType: entry.op,
+      ...(entry.documentKey ? { documentKey: entry.documentKey } : {}),
+    },
   };
 }
 
