@@ -2,7 +2,6 @@
 // (or the start position noted), the initial snapshot (copy.ts) when asked and not done, then
 // the change stream (stream.ts) from the position noted before the copy.
 import type { MongoClient } from 'mongodb';
-import { ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { RelayMetrics, type Health } from '../metrics.js';
 import { listCollections } from '../mongo/snapshot.js';
@@ -46,7 +45,7 @@ export class Relay {
     const { database, collections, snapshot } = ctx.options;
     ctx.collections =
       collections ?? (await ctx.mongo(() => listCollections(client, database), signal));
-    if (collections) await ctx.mongo(() => this.requireCollections(collections), signal);
+    if (collections) await ctx.mongo(() => this.warnMissing(collections), signal);
     await ctx.target(() => writer.prepare(ctx.collections), signal);
     const stored = await ctx.target(() => writer.readCheckpoint(), signal);
     if (stored?.position) {
@@ -75,14 +74,18 @@ export class Relay {
     await streamChanges(ctx, ctx.checkpoint.position!, signal);
   }
 
-  private async requireCollections(collections: string[]): Promise<void> {
+  /**
+   * A collection that does not exist yet is waited for, as Debezium and Monstache do: nothing to
+   * copy, and the stream follows it from its first write. One line says so, in case the name is
+   * misspelt.
+   */
+  private async warnMissing(collections: string[]): Promise<void> {
     const { database } = this.ctx.options;
     const existing = new Set(await listCollections(this.ctx.client, database));
     const missing = collections.filter((c) => !existing.has(c));
-    if (missing.length > 0 && this.ctx.options.snapshot !== 'never') {
-      throw new ConfigError(
-        `collection ${missing.map((c) => `${database}.${c}`).join(', ')} does not exist; check --database and --collection (or use --snapshot never to wait for it)`,
-      );
-    }
+    if (missing.length === 0) return;
+    this.ctx.log.warn(
+      `collection ${missing.map((c) => `${database}.${c}`).join(', ')} does not exist yet; waiting for it (nothing to copy, its first write will be relayed). If that is not expected, check --database and --collection`,
+    );
   }
 }

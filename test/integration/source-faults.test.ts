@@ -102,3 +102,20 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('MongoDB faults the driver gives u
     expect((await relay.done).stats.snapshotDocs).toBe(3000);
   }, 90_000);
 });
+
+describe('a collection that does not exist yet', () => {
+  it('is waited for: the relay starts, copies nothing, and follows it from its first write', async () => {
+    const database = mongo.database('later');
+    const relay = await startRelay(relayArgs(servers, database, '--collection', 'later'));
+    let ended = false;
+    void relay.done.finally(() => (ended = true));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(ended).toBe(false);
+    const coll = client.db(database).collection('later');
+    await coll.insertMany([{ _id: 1 as never, a: 1 }, { _id: 2 as never }]);
+    await coll.updateOne({ _id: 1 as never }, { $set: { a: 2 } });
+    await expectConverges(coll, target, 'later');
+    await relay.stop();
+    expect((await relay.done).stats.snapshotDocs).toBe(0);
+  });
+});
