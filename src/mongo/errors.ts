@@ -92,6 +92,33 @@ export function isTransientMongoError(error: unknown): boolean {
   return typeof error.code === 'number' && TRANSIENT_CODES.has(error.code);
 }
 
+const RESET_CHECKPOINT =
+  "delete the stream's checkpoint (its relay_checkpoints row; the stream id is printed at start) and start again: the relay copies the collections anew (--snapshot initial) and streams from there";
+
+/** The stored resume token cannot be read (malformed, or from another server). */
+function badToken(where: string, error: MongoServerError): RelayError {
+  return new RelayError(
+    `the checkpoint of ${where} holds a resume token this MongoDB cannot use (error ${error.code}: ${error.message}); ${RESET_CHECKPOINT}`,
+  );
+}
+
+/** 280 ChangeStreamFatalError: the stream cannot go on, for one of several reasons. */
+function fatalStreamError(where: string, error: MongoServerError): RelayError {
+  if (/resume token was not found/i.test(error.message)) {
+    return new RelayError(
+      `the change stream of ${where} cannot resume: MongoDB did not find the checkpoint's resume token (error 280). Either --filter changed since the checkpoint was stored (start with the --filter it was stored with), or the cluster was restored from a backup; otherwise ${RESET_CHECKPOINT}`,
+    );
+  }
+  if (/_id field.*modified/i.test(error.message)) {
+    return new ConfigError(
+      `the change stream of ${where} failed: ${error.message} (a --filter must keep each event's _id, the resume token)`,
+    );
+  }
+  return new RelayError(
+    `the change stream of ${where} cannot go on (error 280: ${error.message}); if --filter changed since the checkpoint was stored, start with the one it was stored with, otherwise ${RESET_CHECKPOINT}`,
+  );
+}
+
 /** A MongoDB that is no replica set: what is wrong and how to fix it. */
 export function standaloneError(where: string): ConfigError {
   return new ConfigError(
@@ -115,14 +142,25 @@ export function explainMongoError(error: unknown, where: string): unknown {
         `the checkpoint of ${where} is older than the oldest entry in MongoDB's oplog, so the changes since then are gone; re-copy with --snapshot initial after deleting the checkpoint (relay_checkpoints row), or enlarge the oplog to keep this from happening again`,
       );
     case 260:
-      return new RelayError(
-        `the stored resume token of ${where} is not valid on this server (${error.message}); delete its checkpoint to start over`,
-      );
+    case 40647:
+      return badToken(where, error);
     case 280:
+      return fatalStreamError(where, error);
+    case 47:
       return new ConfigError(
-        `the change stream of ${where} failed: ${error.message} (a --filter must keep each event's _id)`,
+        `--full-document required: MongoDB has no post-image for a change in ${where} (error 47: ${error.message}). Post-images exist only once the collection has changeStreamPreAndPostImages enabled (db.runCommand({collMod: '<collection>', changeStreamPreAndPostImages: {enabled: true}})) and only for changes made since; enable it, or use --full-document updateLookup or whenAvailable`,
       );
+    case 20:
+      if (/changeStream|not permitted/i.test(error.message)) {
+        return new ConfigError(
+          `--filter has a stage a change stream does not allow (error 20: ${error.message}); after $changeStream only $match, $project, $addFields, $set, $unset, $replaceRoot, $replaceWith and $redact may follow`,
+        );
+      }
+      return new RelayError(`MongoDB ${where}: ${error.message} (code 20)`, { cause: error });
     case 9:
+      // FailedToParse: a malformed resume token as well as a malformed stage.
+      if (/resume|token|_data|KeyString/i.test(error.message)) return badToken(where, error);
+      return new ConfigError(`--filter is not a valid pipeline for ${where}: ${error.message}`);
     case 14:
     case 15983:
     case 16410:
