@@ -283,6 +283,21 @@ describe('wire and statements', () => {
     await q('COMMIT');
   });
 
+  // `PostgresWireProtocol.handleSimpleQuery` parses every statement of a simple query first
+  // (a syntax error anywhere runs none), then runs them in turn.
+  it('runs several statements of one simple query in turn', async () => {
+    const table = await newTable();
+    const results = (await q(
+      `INSERT INTO ${table} (oid, data) VALUES ('a', '{}'); SELECT oid FROM ${table} WHERE oid = 'a';`,
+    )) as unknown as pg.QueryResult[];
+    expect(results.map((r) => r.command)).toEqual(['INSERT', 'SELECT']);
+    expect(results[1]!.rows).toEqual([{ oid: 'a' }]);
+    await expect(q(`INSERT INTO ${table} (oid, data) VALUES ('b', '{}'); SELEC 1`)).rejects.toThrow(
+      /mismatched input 'SELEC'/,
+    );
+    expect(await dataOf(table, 'b')).toBeUndefined();
+  });
+
   // SqlBaseParser.g4 has no ROLLBACK: CrateDB's parser refuses it.
   it('does not parse ROLLBACK', async () => {
     const error = await failure('ROLLBACK');

@@ -107,6 +107,11 @@ export class Engine {
     }
   }
 
+  /** CrateDB's grammar on each statement (see `checkGrammar`). */
+  parse(statements: string[]): void {
+    for (const sql of statements) checkGrammar(sql, countOrTerms(sql), this.syntaxCode);
+  }
+
   run(sql: string, params: (string | null)[], session: SessionInfo): StatementResult {
     if (this.major >= 6 && sql.length > STATEMENT_MAX_LENGTH) {
       throw new PgError(

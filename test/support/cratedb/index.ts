@@ -125,6 +125,10 @@ export class CrateHarness implements StatementRunner {
     this.engine.tables.clear();
   }
 
+  parse(statements: string[]): void {
+    this.engine.parse(statements);
+  }
+
   async run(
     sql: string,
     params: (string | null)[],

@@ -241,6 +241,31 @@ function syntax(message: string): PgError {
   return new PgError('XX000', `harness cannot interpret this statement: ${message}`);
 }
 
+/**
+ * The statements of a simple query, split at top-level semicolons (CrateDB runs each in turn,
+ * `SqlParser.createStatementsForSimpleQuery`). Text that does not tokenize stays whole, for the
+ * grammar to refuse.
+ */
+export function splitStatements(sql: string): string[] {
+  let tokens: Token[];
+  try {
+    tokens = tokenize(sql);
+  } catch {
+    return [sql];
+  }
+  const out: string[] = [];
+  let start = 0;
+  for (const t of tokens) {
+    if (t.t === 'op' && t.v === ';') {
+      out.push(sql.slice(start, t.pos));
+      start = t.pos + 1;
+    }
+  }
+  out.push(sql.slice(start));
+  const statements = out.filter((part) => tokenize(part).length > 1);
+  return statements.length ? statements : [sql];
+}
+
 /** Parses one statement (CrateDB's grammar has already accepted it). */
 export function parseStatement(sql: string): Statement {
   return new Parser(sql, tokenize(sql)).statement();

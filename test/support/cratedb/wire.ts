@@ -4,6 +4,7 @@
 // pg-gateway only frames messages and authenticates: Parse and Bind would still be ours, and its
 // per-chunk async handler can interleave chunks while a statement waits (pause()).
 import type net from 'node:net';
+import { splitStatements } from './sql.js';
 
 /** A column of a result: its name and PostgreSQL type OID (text format is always used). */
 export interface ResultColumn {
@@ -33,6 +34,8 @@ export class PgError extends Error {
 /** What runs statements: the harness's engine with faults in front. */
 export interface StatementRunner {
   run(sql: string, params: (string | null)[], session: SessionInfo): Promise<StatementResult>;
+  /** Throws the parse error of the first statement that does not parse. */
+  parse(statements: string[]): void;
 }
 
 export interface SessionInfo {
@@ -260,14 +263,22 @@ export class WireSession {
   }
 
   private async simpleQuery(text: string): Promise<void> {
-    if (text.trim() === '') {
-      this.out.msg('I');
-    } else {
+    const statements = text.trim() === '' ? [] : splitStatements(text);
+    if (statements.length === 0) this.out.msg('I');
+    // All statements are parsed before the first runs (`handleSimpleQuery`).
+    try {
+      this.runner.parse(statements);
+    } catch (error) {
+      this.out.msg('E', errorResponse(asPgError(error)));
+      statements.length = 0;
+    }
+    for (const statement of statements) {
       try {
-        const result = await this.runner.run(text, [], this.info);
+        const result = await this.runner.run(statement, [], this.info);
         this.writeResult(result, true);
       } catch (error) {
         this.out.msg('E', errorResponse(asPgError(error)));
+        break;
       }
     }
     this.out.msg('Z', Buffer.from('I'));
