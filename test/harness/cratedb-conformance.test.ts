@@ -235,6 +235,20 @@ describe('wire and statements', () => {
     expect(await dataOf(table, 'a')).toEqual({ v: 2 });
   });
 
+  // docs/sql/statements/update.rst: UPDATE by primary key (UpdateById) sees the row at once;
+  // RETURNING gives the updated rows.
+  it('updates a sub-column by primary key, with RETURNING', async () => {
+    const table = await newTable();
+    await insert(table, { a: { balance: 1 } });
+    const result = await q(
+      `UPDATE ${table} SET data['balance'] = -12345 WHERE oid = $1 RETURNING oid, data['balance'] AS b`,
+      ['a'],
+    );
+    expect([result.command, result.rowCount]).toEqual(['UPDATE', 1]);
+    expect(result.rows).toEqual([{ oid: 'a', b: '-12345' }]);
+    expect(await dataOf(table, 'a')).toEqual({ balance: -12345 });
+  });
+
   // `InsertAnalyzer.verifyOnConflictTargets`: the conflict target must be the primary key.
   it('refuses a conflict target that is not the primary key', async () => {
     const table = await newTable(`"data" OBJECT(DYNAMIC), "other" TEXT`);

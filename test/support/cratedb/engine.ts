@@ -802,21 +802,7 @@ export class Engine {
         throw error;
       }
     }
-    if (s.returning) {
-      const items = this.expandStar(s.returning, table, undefined);
-      return {
-        columns: items.map((i) => this.resultColumn(i, table)),
-        rows: written.map((row) =>
-          items.map((i) =>
-            pgText(
-              this.ev(i.expr!, { table, alias: null, row, params }),
-              this.typeOf(i.expr!, table),
-            ),
-          ),
-        ),
-        tag: `INSERT 0 ${written.length}`,
-      };
-    }
+    if (s.returning) return this.returning(s.returning, table, written, params);
     return { columns: null, rows: [], tag: `INSERT 0 ${written.length}` };
   }
 
@@ -1079,7 +1065,30 @@ export class Engine {
       updated.push(row);
     }
     if (updated.length) table.dirty = true;
+    if (s.returning) return this.returning(s.returning, table, updated, params);
     return { columns: null, rows: [], tag: `UPDATE ${updated.length}` };
+  }
+
+  /** `RETURNING …` of the rows a statement wrote; the count is theirs. */
+  private returning(
+    list: SelectItem[],
+    table: Table,
+    written: Row[],
+    params: (string | null)[],
+  ): StatementResult {
+    const items = this.expandStar(list, table, undefined);
+    return {
+      columns: items.map((i) => this.resultColumn(i, table)),
+      rows: written.map((row) =>
+        items.map((i) =>
+          pgText(
+            this.ev(i.expr!, { table, alias: null, row, params }),
+            this.typeOf(i.expr!, table),
+          ),
+        ),
+      ),
+      tag: `X ${written.length}`,
+    };
   }
 }
 
