@@ -580,6 +580,62 @@ describe('lenient casts into existing sub-columns', () => {
   });
 });
 
+describe('arrays of objects', () => {
+  // docs/general/information-schema.rst (`information array(object as (population long, …))`
+  // lists `information | object_array`, `information['population'] | bigint`): a child of an
+  // object array is listed with the type of one element's value (`Reference.valueType`; only
+  // reads see `bigint_array`, `TableInfo.getReadType`). New children are typed as any new
+  // sub-column (`IndexerTest.test_schema_update_on_object_arrays_uses_most_specific_type`).
+  it('lists an object array and its children with the element types', async () => {
+    const table = await newTable();
+    await insert(table, { a: { items: [{ price: 10, name: 'x' }, { price: 11 }] } });
+    expect(await columnTypes(table)).toMatchObject({
+      "data['items']": 'object_array',
+      "data['items']['price']": 'bigint',
+      "data['items']['name']": 'text',
+    });
+  });
+
+  // `ArrayType.implicitCast` casts each element with `ObjectType.convert`, as lenient as for a
+  // plain sub-column: 10.5 into the BIGINT child is 10, "42" is 42, without an error.
+  it('casts values inside array elements leniently into the children', async () => {
+    const table = await newTable();
+    await insert(table, { seed: { items: [{ price: 10 }] } });
+    await q(`INSERT INTO ${table} ("oid", "data") VALUES ($1, $2)`, [
+      'b',
+      '{"items": [{"price": 10.5}, {"price": "42"}]}',
+    ]);
+    expect(await dataOf(table, 'b')).toEqual({ items: [{ price: 10 }, { price: 42 }] });
+  });
+
+  // `ArrayMapperITest.testDroppedColumnsWithinArraysOfObjects` (`alter table t add column
+  // xs['y'] text` on `xs array(object …)`) and `AlterTableAddColumnAnalyzerTest
+  // .test_add_parent_and_child_columns_within_one_statement` (`add column obj['arr']
+  // array(object(dynamic)), add column obj['arr']['id'] integer`): children are declared with
+  // the element type, also under an object array added by the same statement.
+  it('declares children of object arrays with ALTER TABLE ADD COLUMN', async () => {
+    const table = await newTable();
+    await q(
+      `ALTER TABLE ${table} ADD COLUMN "data"['items'] ARRAY(OBJECT(DYNAMIC)), ADD COLUMN "data"['items']['price'] DOUBLE PRECISION`,
+    );
+    await insert(table, { seed: { old: [{ n: 1 }] } });
+    await q(`ALTER TABLE ${table} ADD COLUMN "data"['old']['m'] DOUBLE PRECISION`);
+    expect(await columnTypes(table)).toMatchObject({
+      "data['items']": 'object_array',
+      "data['items']['price']": 'double precision',
+      "data['old']['m']": 'double precision',
+    });
+    await q(`INSERT INTO ${table} ("oid", "data") VALUES ($1, $2)`, [
+      'a',
+      '{"items": [{"price": 10}, {"price": 10.5}], "old": [{"n": 2, "m": 2.5}]}',
+    ]);
+    expect(await dataOf(table, 'a')).toEqual({
+      items: [{ price: 10 }, { price: 10.5 }],
+      old: [{ n: 2, m: 2.5 }],
+    });
+  });
+});
+
 describe('rows the shard refuses', () => {
   // `InsertFromValues` (`continueOnErrors = rows.size() > 1`, `numSuccessfulWrites()`), test
   // `testInsertWithPrimaryKeyMultiValuesFailing`: failing rows are dropped without an error.
