@@ -2,7 +2,7 @@
 // the issue #11 defects that need CrateDB's behaviour (multi-row INSERTs that skip failing rows,
 // dynamic sub-column typing and lenient casts, refresh visibility, XX000 errors).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Long, type Document } from 'bson';
+import { Int32, Long, type Document } from 'bson';
 import { sql } from 'kysely';
 import { convertEvent, type RowEvent } from '../../src/convert/event.js';
 import { foldBatch } from '../../src/convert/fold.js';
@@ -143,6 +143,33 @@ describe('sub-column typing (issue #11.3)', () => {
       ['k4', expect.stringMatching(/data\['s'\] is TEXT .* an object/)],
     ]);
     expect((await stored('kinds')).get('k5')).toBe(same('{"_id":"k5","s":"fine","n":2}'));
+  });
+
+  it('an array of objects: 10 then 10.5 both stored exactly; a string there is dead-lettered', async () => {
+    const w = writer();
+    await w.prepare(['orders']);
+    await w.write(foldBatch([insert('orders', { _id: 'o1', items: [{ price: 10 }] })]), null);
+    const second = await w.write(
+      foldBatch([
+        insert('orders', { _id: 'o2', items: [{ price: 10.5 }, { price: new Int32(3) }] }),
+        insert('orders', { _id: 'o3', items: [{ price: 'ten' }] }),
+      ]),
+      null,
+    );
+    expect(second.upserted).toBe(1);
+    expect(second.deadLetters.map((d) => [d.oid, d.error])).toEqual([
+      [
+        'o3',
+        "data['items']['price'] (items[].price) is DOUBLE PRECISION and this document's value there is a BSON String: it would change kind",
+      ],
+    ]);
+    expect(await columnTypes('orders')).toMatchObject({
+      "data['items']": 'object_array',
+      "data['items']['price']": 'double precision',
+    });
+    const rows = await stored('orders');
+    expect(rows.get('o1')).toBe(same('{"_id":"o1","items":[{"price":10}]}'));
+    expect(rows.get('o2')).toBe(same('{"_id":"o2","items":[{"price":10.5},{"price":3}]}'));
   });
 
   it('OBJECT(IGNORED) tables: nothing declared, nothing refused', async () => {

@@ -40,8 +40,8 @@ describe('the sub-column type of each BSON type', () => {
     expect(declared({ v: value })).toEqual({ v: type });
   });
 
-  it('nothing for null, empty arrays and arrays of objects; objects by their leaves', () => {
-    expect(declared({ n: null, e: [], o: [{ a: 1 }], p: { q: { r: 'x' } } })).toEqual({
+  it('nothing for null and empty arrays; objects by their leaves', () => {
+    expect(declared({ n: null, e: [], p: { q: { r: 'x' } } })).toEqual({
       'p.q.r': 'text',
     });
   });
@@ -138,4 +138,120 @@ describe('what CrateDB would refuse gets a reason instead of a silent drop', () 
     const known = new Map([[pathKey(['a']), 'object']]);
     expect(newColumnCount([['a', 'b', 'c'], ['a', 'b', 'd'], ['e']], known)).toBe(4);
   });
+});
+
+// The children of an array of objects are sub-columns too (`data['items']['price']`), which
+// information_schema lists with one element's type (docs/general/information-schema.rst) and
+// ALTER TABLE ADD COLUMN declares with it (`ArrayMapperITest.testDroppedColumnsWithinArraysOfObjects`).
+describe('arrays of objects', () => {
+  it.each([
+    [
+      'the array, then each field of its elements, by BSON type',
+      { items: [{ price: 10, name: 'x' }, { price: 10.5, at: new Date(0) }] },
+      {
+        items: 'object_array',
+        'items.price': 'double precision',
+        'items.name': 'text',
+        'items.at': 'timestamp with time zone',
+      },
+    ],
+    [
+      'Int32 then Int64 across elements: DOUBLE PRECISION holds both',
+      { items: [{ n: new Int32(1) }, { n: Long.fromNumber(2) }] },
+      { items: 'object_array', 'items.n': 'double precision' },
+    ],
+    [
+      'arrays of objects inside arrays of objects, and arrays in elements',
+      { a: [{ b: [{ c: Long.fromNumber(1) }], tags: ['x'] }] },
+      { a: 'object_array', 'a.b': 'object_array', 'a.b.c': 'bigint', 'a.tags': 'text_array' },
+    ],
+    [
+      'objects inside elements by their leaves',
+      { a: [{ o: { p: true } }] },
+      { a: 'object_array', 'a.o.p': 'boolean' },
+    ],
+  ] as [string, Record<string, unknown>, Record<string, CrateType>][])('%s', (_n, doc, types) => {
+    expect(shape(doc).problem).toBeNull();
+    expect(declared(doc)).toEqual(types);
+  });
+
+  it('nothing new where the table has the children already', () => {
+    const known: [string[], CrateType][] = [
+      [['items'], 'object_array'],
+      [['items', 'price'], 'double precision'],
+    ];
+    const { columns, problem } = shape({ items: [{ price: 10 }, { price: 10.5, qty: 2 }] }, known);
+    expect(problem).toBeNull();
+    expect([...columns.values()]).toEqual([{ path: ['items', 'qty'], type: 'double precision' }]);
+  });
+
+  const bigint: [string[], CrateType][] = [
+    [['items'], 'object_array'],
+    [['items', 'price'], 'bigint'],
+  ];
+  it.each([
+    [
+      'a fraction into a BIGINT child (typed from an older whole value)',
+      { items: [{ price: 10 }, { price: 10.5 }] },
+      bigint,
+      "data['items']['price'] (items[].price) is BIGINT and this document's value there is a BSON Double: its fraction would be cut off",
+    ],
+    [
+      'a string into a numeric child ("42" would become 42)',
+      { items: [{ price: '42' }] },
+      bigint,
+      "data['items']['price'] (items[].price) is BIGINT and this document's value there is a BSON String: it would change kind",
+    ],
+    [
+      'elements of one document disagreeing on a field',
+      { items: [{ price: 1 }, { price: 'x' }] },
+      [],
+      "data['items']['price'] (items[].price) is DOUBLE PRECISION and this document's value there is a BSON String: it would change kind",
+    ],
+    [
+      'an object where another element has a number',
+      { items: [{ p: 1 }, { p: { q: 1 } }] },
+      [],
+      "data['items']['p'] (items[].p) is DOUBLE PRECISION and this document's value there is an object",
+    ],
+    [
+      'a number where another element has an object',
+      { items: [{ p: { q: 1 } }, { p: 1 }] },
+      [],
+      "data['items']['p'] (items[].p) is OBJECT and this document's value there is a BSON Int32: it would change kind",
+    ],
+    [
+      'a nested array of objects',
+      { a: [{ b: [{ c: 1.5 }] }] },
+      [
+        [['a'], 'object_array'],
+        [['a', 'b'], 'object_array'],
+        [['a', 'b', 'c'], 'bigint'],
+      ],
+      "data['a']['b']['c'] (a[].b[].c) is BIGINT and this document's value there is a BSON Double: its fraction would be cut off",
+    ],
+    [
+      'objects into an array of numbers',
+      { a: [{ b: 1 }] },
+      [[['a'], 'bigint_array']],
+      "data['a'] is ARRAY(BIGINT) and this document's array there holds objects",
+    ],
+    [
+      'numbers into an array of objects',
+      { a: [1] },
+      [[['a'], 'object_array']],
+      "data['a'] is ARRAY(OBJECT) and this document's array there holds a BSON Int32: it would change kind",
+    ],
+    [
+      'one object into an array of objects',
+      { a: { b: 1 } },
+      [[['a'], 'object_array']],
+      "data['a'] is ARRAY(OBJECT) and this document's value there is an object",
+    ],
+  ] as [string, Record<string, unknown>, [string[], CrateType][], string][])(
+    '%s is refused with the path and both types',
+    (_n, doc, known, sentence) => {
+      expect(shape(doc, known).problem).toBe(sentence);
+    },
+  );
 });

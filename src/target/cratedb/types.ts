@@ -15,6 +15,8 @@ export const DOUBLE = 'double precision';
 export const BOOLEAN = 'boolean';
 export const TIMESTAMP = 'timestamp with time zone';
 export const OBJECT = 'object';
+/** An array of objects; information_schema lists its children with one element's type. */
+export const OBJECT_ARRAY = 'object_array';
 
 /** CrateDB's limits a document can run into (`shared/notes/cratedb.md`). */
 export const MAX_COLUMNS = 1000;
@@ -134,7 +136,11 @@ export function misfit(scalar: Scalar, column: CrateType): string | null {
 }
 
 export interface RowShape {
-  /** Each sub-column the row has outside arrays of objects, with the type its values need. */
+  /**
+   * Each sub-column the row needs, with the type its values need; a child of an array of objects
+   * (`data['items']['price']`) has the type of one element's value, as CrateDB lists and declares
+   * it, and its array is declared `ARRAY(OBJECT)` before it.
+   */
   columns: Map<string, { path: Path; type: CrateType }>;
   /** The first reason CrateDB would alter or refuse the row, or null. */
   problem: string | null;
@@ -148,7 +154,11 @@ export interface ShapeOptions {
   major: number;
 }
 
-const shown = (path: Path): string => `data${path.map((k) => `['${k}']`).join('')}`;
+const sqlPath = (path: Path): string => `data${path.map((k) => `['${k}']`).join('')}`;
+
+/** Where an object array's child lives in each element: `items[].price`. */
+const elementPath = (path: Path, arrays: ReadonlySet<number>): string =>
+  path.map((k, i) => (arrays.has(i + 1) ? `${k}[]` : k)).join('.');
 
 /** The sub-columns a document needs and the first value that would not be stored exactly. */
 export function shapeOf(doc: Record<string, unknown>, options: ShapeOptions): RowShape {
@@ -157,18 +167,32 @@ export function shapeOf(doc: Record<string, unknown>, options: ShapeOptions): Ro
   const refuse = (reason: string) => {
     problem ??= reason;
   };
+  // Lengths of the paths that are arrays of objects: their children are named `items[].price`.
+  const arrays = new Set<number>();
+  const shown = (path: Path): string => {
+    const inside = [...arrays].some((n) => n < path.length);
+    return inside ? `${sqlPath(path)} (${elementPath(path, arrays)})` : sqlPath(path);
+  };
+  // Paths this document holds objects at: elements of one array may disagree on a field's kind.
+  const objectPaths = new Set<string>();
+  const typeAt = (path: Path): CrateType | undefined => {
+    const key = pathKey(path);
+    return (
+      options.known.get(key) ?? columns.get(key)?.type ?? (objectPaths.has(key) ? OBJECT : undefined)
+    );
+  };
   const need = (path: Path, type: CrateType) => {
     const key = pathKey(path);
     const known = options.known.get(key);
     if (known === undefined && !columns.has(key)) columns.set(key, { path, type });
   };
   const scalarAt = (path: Path, scalar: Scalar) => {
-    const column = options.known.get(pathKey(path)) ?? columns.get(pathKey(path))?.type;
+    const column = typeAt(path);
     if (column !== undefined) {
       const why = misfit(scalar, column);
       if (why) {
         refuse(
-          `${shown(path)} is ${column.toUpperCase()} and this document's value there is a BSON ${scalar.bson}: ${why}`,
+          `${shown(path)} is ${ddlType(column)} and this document's value there is a BSON ${scalar.bson}: ${why}`,
         );
       }
     } else {
@@ -192,32 +216,29 @@ export function shapeOf(doc: Record<string, unknown>, options: ShapeOptions): Ro
       return;
     }
     if (Array.isArray(value)) return walkArray(value, path);
-    if (bsonType(value) === 'DBRef') {
-      const ref = value as unknown as { collection: string; oid: unknown; db?: string };
-      return walk({ $ref: ref.collection, $id: ref.oid, ...(ref.db ? { $db: ref.db } : {}) }, path);
-    }
-    if (isContainer(value)) {
-      const column = options.known.get(pathKey(path));
+    const fields = fieldsOf(value);
+    if (fields) {
+      const column = typeAt(path);
       if (path.length > 0 && column !== undefined && column !== OBJECT) {
-        refuse(
-          `${shown(path)} is ${column.toUpperCase()} and this document's value there is an object`,
-        );
+        refuse(`${shown(path)} is ${ddlType(column)} and this document's value there is an object`);
         return;
       }
-      for (const rawKey of Object.keys(value)) {
-        walk((value as Record<string, unknown>)[rawKey], [...path, options.keys(rawKey)]);
-      }
+      objectPaths.add(pathKey(path));
+      walkFields(fields, path);
       return;
     }
     const scalar = scalarOf(value);
     if (scalar) scalarAt(path, scalar);
   };
+  const walkFields = (fields: Record<string, unknown>, path: Path) => {
+    for (const rawKey of Object.keys(fields)) {
+      walk(fields[rawKey], [...path, options.keys(rawKey)]);
+    }
+  };
   const walkArray = (items: unknown[], path: Path) => {
-    const column = options.known.get(pathKey(path));
+    const column = typeAt(path);
     if (column !== undefined && !column.endsWith('_array')) {
-      refuse(
-        `${shown(path)} is ${column.toUpperCase()} and this document's value there is an array`,
-      );
+      refuse(`${shown(path)} is ${ddlType(column)} and this document's value there is an array`);
       return;
     }
     let scalars: Scalar[] = [];
@@ -231,7 +252,7 @@ export function shapeOf(doc: Record<string, unknown>, options: ShapeOptions): Ro
         }
         return;
       }
-      if (isContainer(item) || bsonType(item) === 'DBRef') objects++;
+      if (fieldsOf(item)) objects++;
       else {
         const scalar = scalarOf(item);
         if (scalar) scalars.push(scalar);
@@ -240,6 +261,17 @@ export function shapeOf(doc: Record<string, unknown>, options: ShapeOptions): Ro
     if (objects > 0) {
       if (scalars.length > 0) {
         refuse(`${shown(path)} mixes objects and other values in one array, which CrateDB refuses`);
+      } else if (column !== undefined && column !== OBJECT_ARRAY) {
+        refuse(`${shown(path)} is ${ddlType(column)} and this document's array there holds objects`);
+      } else {
+        // Each element's fields are children of the array, typed and checked like sub-columns.
+        if (column === undefined) need(path, OBJECT_ARRAY);
+        arrays.add(path.length);
+        for (const item of items) {
+          const fields = fieldsOf(item);
+          if (fields) walkFields(fields, path);
+        }
+        arrays.delete(path.length);
       }
       return;
     }
@@ -281,6 +313,15 @@ export function shapeOf(doc: Record<string, unknown>, options: ShapeOptions): Ro
   };
   walk(doc, []);
   return { columns, problem };
+}
+
+/** The fields of an embedded document (a DBRef as MongoDB stores it), or null for other values. */
+function fieldsOf(value: unknown): Record<string, unknown> | null {
+  if (bsonType(value) === 'DBRef') {
+    const ref = value as { collection: string; oid: unknown; db?: string };
+    return { $ref: ref.collection, $id: ref.oid, ...(ref.db ? { $db: ref.db } : {}) };
+  }
+  return isContainer(value) ? (value as Record<string, unknown>) : null;
 }
 
 /** Parent objects of `paths` that are not columns yet (each counts toward the column limit). */

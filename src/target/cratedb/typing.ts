@@ -80,7 +80,9 @@ export class CrateRowTyping implements RowTyping {
         else additions.set(key, { ...column, oids: [row.oid] });
       }
     }
-    if (additions.size > 0) await this.declare(db, schema, table, [...additions.values()], refused);
+    // An array of objects is declared before its children, or CrateDB would make it an object.
+    const ordered = [...additions.values()].sort((x, y) => x.path.length - y.path.length);
+    if (ordered.length > 0) await this.declare(db, schema, table, ordered, refused);
     return refused;
   }
 
