@@ -147,7 +147,12 @@ describe('arrays of objects', () => {
   it.each([
     [
       'the array, then each field of its elements, by BSON type',
-      { items: [{ price: 10, name: 'x' }, { price: 10.5, at: new Date(0) }] },
+      {
+        items: [
+          { price: 10, name: 'x' },
+          { price: 10.5, at: new Date(0) },
+        ],
+      },
       {
         items: 'object_array',
         'items.price': 'double precision',

@@ -178,7 +178,9 @@ export function shapeOf(doc: Record<string, unknown>, options: ShapeOptions): Ro
   const typeAt = (path: Path): CrateType | undefined => {
     const key = pathKey(path);
     return (
-      options.known.get(key) ?? columns.get(key)?.type ?? (objectPaths.has(key) ? OBJECT : undefined)
+      options.known.get(key) ??
+      columns.get(key)?.type ??
+      (objectPaths.has(key) ? OBJECT : undefined)
     );
   };
   const need = (path: Path, type: CrateType) => {
@@ -262,7 +264,9 @@ export function shapeOf(doc: Record<string, unknown>, options: ShapeOptions): Ro
       if (scalars.length > 0) {
         refuse(`${shown(path)} mixes objects and other values in one array, which CrateDB refuses`);
       } else if (column !== undefined && column !== OBJECT_ARRAY) {
-        refuse(`${shown(path)} is ${ddlType(column)} and this document's array there holds objects`);
+        refuse(
+          `${shown(path)} is ${ddlType(column)} and this document's array there holds objects`,
+        );
       } else {
         // Each element's fields are children of the array, typed and checked like sub-columns.
         if (column === undefined) need(path, OBJECT_ARRAY);
