@@ -5,7 +5,7 @@ import type { TailSettings } from '../config.js';
 import { oidOf } from '../convert/value.js';
 import { connectMongo } from '../mongo/connect.js';
 import { onStopSignal } from '../signals.js';
-import { ChangeSource, nextOperationTime } from '../mongo/source.js';
+import { ChangeSource, currentPosition } from '../mongo/source.js';
 
 export function formatPretty(event: Document): string {
   const time = event.wallTime instanceof Date ? event.wallTime.toISOString() : '';
@@ -51,7 +51,7 @@ export async function tail(
   out.on('error', stop);
   let printed = 0;
   try {
-    source.open({ startAtOperationTime: await nextOperationTime(client, settings.database) });
+    source.open(await currentPosition(client, source.options));
     while (!controller.signal.aborted) {
       const { events } = await source.next();
       for (const event of events) {

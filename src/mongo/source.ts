@@ -1,7 +1,7 @@
 // Reading a change stream in batches: up to `batchSize` events, waiting at most `batchWaitMs`
 // after the first, a collection- or database-wide event always last in its batch. Reopens past
 // `invalidate` with `startAfter`, as the design asks.
-import { Timestamp, type ChangeStream, type Document, type MongoClient } from 'mongodb';
+import { type Timestamp, type ChangeStream, type Document, type MongoClient } from 'mongodb';
 import { explainMongoError } from './errors.js';
 import { READ_BSON } from './connect.js';
 
@@ -119,16 +119,35 @@ export class ChangeSource {
 }
 
 /**
- * The first cluster time after every write the server has applied: a stream started at it
- * (`startAtOperationTime` is inclusive) sees every later write and none before.
+ * Where a stream opened now starts: the postBatchResumeToken of a change-stream aggregate asked
+ * for no events (batchSize 0). A stream started after it sees every write that commits later;
+ * the operationTime of a command can be ahead of a write that reserved an earlier timestamp and
+ * commits after it, which a stream started there would miss.
  */
-export async function nextOperationTime(client: MongoClient, database: string): Promise<Timestamp> {
-  const reply = await client.db(database).command({ ping: 1 });
-  const time = (reply.operationTime ?? reply.$clusterTime?.clusterTime) as Timestamp | undefined;
-  if (!time) {
-    throw new Error(
-      `MongoDB did not report an operationTime for ${database}; is it a replica set?`,
-    );
+export async function currentPosition(
+  client: MongoClient,
+  options: Pick<SourceOptions, 'database' | 'collections'>,
+): Promise<StreamPosition> {
+  const { database, collections } = options;
+  const db = client.db(database);
+  const collection = collections?.length === 1 ? collections[0]! : null;
+  const reply = await db
+    .command({
+      aggregate: collection ?? 1,
+      pipeline: [{ $changeStream: {} }],
+      cursor: { batchSize: 0 },
+    })
+    .catch((error: unknown) => {
+      throw explainMongoError(error, collection ? `${database}.${collection}` : database);
+    });
+  const cursor = reply.cursor as { id?: unknown; postBatchResumeToken?: Document } | undefined;
+  if (cursor?.id && String(cursor.id) !== '0') {
+    await db
+      .command({ killCursors: collection ?? '$cmd.aggregate', cursors: [cursor.id] })
+      .catch(() => undefined);
   }
-  return new Timestamp({ t: time.t, i: time.i + 1 });
+  if (!cursor?.postBatchResumeToken) {
+    throw new Error(`MongoDB did not report a resume token for ${database}; is it a replica set?`);
+  }
+  return { startAfter: cursor.postBatchResumeToken };
 }

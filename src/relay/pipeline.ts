@@ -5,7 +5,7 @@ import type { MongoClient } from 'mongodb';
 import type { Logger } from '../log.js';
 import { RelayMetrics, type Health } from '../metrics.js';
 import { listCollections } from '../mongo/snapshot.js';
-import { nextOperationTime } from '../mongo/source.js';
+import { currentPosition } from '../mongo/source.js';
 import { RelayStats } from '../stats.js';
 import type { TargetWriter } from '../target/writer.js';
 import { RelayContext, type RelayOptions } from './context.js';
@@ -56,9 +56,7 @@ export class Relay {
       });
     } else {
       // Note the stream position before copying: changes during the copy replay afterwards.
-      const position = {
-        startAtOperationTime: await ctx.mongo(() => nextOperationTime(client, database), signal),
-      };
+      const position = await ctx.mongo(() => currentPosition(client, ctx.options), signal);
       const progress: SnapshotProgress | null = snapshot === 'never' ? null : { collections: {} };
       ctx.checkpoint = { position, snapshot: progress, eventTime: null };
       await ctx.saveCheckpoint(signal);

@@ -8,6 +8,7 @@ import { freePort } from '../support/postgres.js';
 import type { TestTarget } from '../support/target.js';
 import {
   expectConverges,
+  query,
   relayArgs,
   startRelay,
   tableRows,
@@ -121,5 +122,24 @@ describe('a collection that does not exist yet', () => {
     await expectConverges(coll, target, 'later');
     await relay.stop();
     expect((await relay.done).stats.snapshotDocs).toBe(0);
+  });
+});
+
+describe('the snapshot start position', () => {
+  it('is the resume token of a change stream opened before the copy, not a cluster time', async () => {
+    const database = mongo.database('startpos');
+    const coll = client.db(database).collection('p');
+    await coll.insertMany([{ _id: 1 as never }, { _id: 2 as never }]);
+    const relay = await startRelay(relayArgs(servers, database, '--collection', 'p'));
+    const [row] = await query<{ position: string }>(
+      target,
+      `SELECT position FROM "${target.schema}"."relay_checkpoints" WHERE stream_id LIKE $1`,
+      [`${database}.%`],
+    );
+    expect(Object.keys(JSON.parse(row!.position) as object)).toEqual(['startAfter']);
+    await coll.insertOne({ _id: 3 as never });
+    await coll.deleteOne({ _id: 1 as never });
+    await expectConverges(coll, target, 'p');
+    await relay.stop();
   });
 });
