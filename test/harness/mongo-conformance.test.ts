@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   Binary,
+  type Collection,
   Decimal128,
   Long,
   MongoClient,
@@ -759,6 +760,140 @@ describe('expanded events (showExpandedEvents)', () => {
     await plain.close();
     await expanded.close();
   });
+});
+
+describe('change events over 16 MB', () => {
+  // Sources: mongodb/mongo src/mongo/bson/bsonobj.cpp (BSONObjectTooLarge 10334 above
+  // BSONObjMaxInternalSize, 16 MiB + 16 KiB), document_source_change_stream_split_large_event.cpp
+  // and change_stream_split_event_helpers.cpp (fragments above 16 MiB + 8 KiB: fields smallest
+  // first, `splitEvent: {fragment, of}`, a token per fragment, resuming inside a split event);
+  // MongoDB manual "Large Change Events" (7.0, 6.0.9).
+  const big = (char: string, mib: number) => char.repeat(mib * 1024 * 1024);
+
+  /** An update whose looked-up document and update description together pass 16 MiB. */
+  async function largeUpdate(coll: Collection<Document>) {
+    await coll.insertOne({ _id: 1 as never, a: big('a', 8), b: '' });
+    await coll.updateOne({ _id: 1 as never }, { $set: { b: big('b', 7.5) } });
+    await coll.insertOne({ _id: 2 as never });
+  }
+
+  it('fails the stream with BSONObjectTooLarge (10334) without the split stage', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('large');
+    const stream = await openStream(coll.watch([], { fullDocument: 'updateLookup' }));
+    await coll.insertOne({ _id: 1 as never, a: big('a', 8), b: '' });
+    expect((await take(stream, 1))[0]!.operationType).toBe('insert');
+    await coll.updateOne({ _id: 1 as never }, { $set: { b: big('b', 7.5) } });
+    // The whole getMore fails; the driver does not resume this code.
+    await expect(stream.next()).rejects.toMatchObject({ code: 10334 });
+    await stream.close();
+  });
+
+  it('splits it into fragments with $changeStreamSplitLargeEvent, each resumable', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('split');
+    const split = [{ $changeStreamSplitLargeEvent: {} }];
+    // One event a batch keeps each reply under the wire limits on any server.
+    const options = { fullDocument: 'updateLookup', batchSize: 1 } as const;
+    const stream = await openStream(coll.watch(split, options));
+    await largeUpdate(coll);
+    const [insert, first, second, after] = await take(stream, 4);
+    expect(insert!.operationType).toBe('insert');
+    expect(insert).not.toHaveProperty('splitEvent');
+    expect(first!.splitEvent).toEqual({ fragment: 1, of: 2 });
+    expect(second!.splitEvent).toEqual({ fragment: 2, of: 2 });
+    // Smallest fields first: the update description fits beside them, the document does not.
+    expect(first).toMatchObject({
+      operationType: 'update',
+      documentKey: { _id: 1 },
+      updateDescription: { updatedFields: { b: big('b', 7.5) } },
+    });
+    expect(first).not.toHaveProperty('fullDocument');
+    expect(Object.keys(second!)).toEqual(['_id', 'splitEvent', 'fullDocument']);
+    expect(second!.fullDocument.a).toHaveLength(8 * 1024 * 1024);
+    expect(first!._id).not.toEqual(second!._id);
+    expect(after!.documentKey).toEqual({ _id: 2 });
+    await stream.close();
+
+    const fromFirst = coll.watch(split, { ...options, resumeAfter: first!._id });
+    const [rest] = await take(fromFirst, 1);
+    expect(rest!.splitEvent).toEqual({ fragment: 2, of: 2 });
+    expect(rest!._id).toEqual(second!._id);
+    await fromFirst.close();
+    const fromSecond = coll.watch(split, { ...options, resumeAfter: second!._id });
+    expect((await take(fromSecond, 1))[0]!.documentKey).toEqual({ _id: 2 });
+    await fromSecond.close();
+  });
+
+  it('refuses $changeStreamSplitLargeEvent anywhere but last', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('misplaced');
+    const stream = coll.watch([{ $changeStreamSplitLargeEvent: {} }, { $match: {} }]);
+    await expect(stream.next()).rejects.toMatchObject({ code: 7182802 });
+    await stream.close();
+  });
+});
+
+describe('events sharing one cluster time', () => {
+  // Sources: a multi-document delete is logged in batches, each one applyOps entry (batched
+  // deletes, default since 6.1: get_executor.cpp `batchUserMultiDeletes`,
+  // OpObserverImpl::onBatchedWriteCommit); its events share the entry's clusterTime and differ
+  // by txnOpIndex in their resume tokens (change_stream_event_transform.cpp makeResumeToken,
+  // document_source_change_stream_unwind_transaction.cpp).
+  it('gives each event of a deleteMany its own token; resuming in the middle works', async () => {
+    const coll = client.db(mongo.database()).collection<Document>('batched');
+    await coll.insertMany([1, 2, 3].map((n) => ({ _id: n as never })));
+    const stream = await openStream(coll.watch());
+    await coll.deleteMany({});
+    await coll.insertOne({ _id: 4 as never });
+    const [a, b, c, d] = await take(stream, 4);
+    expect([a, b, c].map((e) => e!.operationType)).toEqual(['delete', 'delete', 'delete']);
+    expect(b!.clusterTime).toEqual(a!.clusterTime);
+    expect(c!.clusterTime).toEqual(a!.clusterTime);
+    expect(new Set([a, b, c].map((e) => e!._id._data)).size).toBe(3);
+    await stream.close();
+    const resumed = coll.watch([], { resumeAfter: a!._id });
+    const after = await take(resumed, 3);
+    expect(after.map((e) => e.documentKey._id)).toEqual([
+      b!.documentKey._id,
+      c!.documentKey._id,
+      4,
+    ]);
+    expect(d!.documentKey).toEqual({ _id: 4 });
+    await resumed.close();
+    const afterB = coll.watch([], { startAfter: b!._id });
+    expect((await take(afterB, 1))[0]!._id).toEqual(c!._id);
+    await afterB.close();
+  });
+});
+
+describe('an idle stream', () => {
+  // Source: src/mongo/db/repl/noop_writer.cpp (the primary logs a no-op when nothing was
+  // written for periodicNoopIntervalSecs, 10 s by default), so the postBatchResumeToken of a
+  // stream that sees no events still moves. The harness's interval is set short here.
+  it('sees its postBatchResumeToken move on periodic no-op writes', async () => {
+    const { MongoHarness } = await import('../support/mongo/index.js');
+    const own = mongo.harness ? await MongoHarness.start({ noopIntervalMs: 200 }) : null;
+    const c = own ? new MongoClient(own.url, { serverSelectionTimeoutMS: 5000 }) : client;
+    try {
+      const coll = c.db(mongo.database()).collection<Document>('idle');
+      const stream = coll.watch([], { maxAwaitTimeMS: 100 });
+      expect(await stream.tryNext()).toBeNull();
+      const before = stream.resumeToken as { _data: string };
+      await new Promise((r) => setTimeout(r, own ? 600 : 11_000));
+      expect(await stream.tryNext()).toBeNull();
+      const after = stream.resumeToken as { _data: string };
+      expect(after._data).not.toBe(before._data);
+      await stream.close();
+      // The moved token is a position like any other: nothing is skipped from it.
+      await coll.insertOne({ _id: 1 as never });
+      const resumed = coll.watch([], { resumeAfter: after });
+      expect((await take(resumed, 1))[0]!.documentKey).toEqual({ _id: 1 });
+      await resumed.close();
+    } finally {
+      if (own) {
+        await c.close();
+        await own.stop();
+      }
+    }
+  }, 30_000);
 });
 
 describe.runIf(!process.env.TEST_MONGODB_URL)('faults (harness only)', () => {

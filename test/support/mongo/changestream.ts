@@ -367,6 +367,7 @@ export class ChangeStreamCursor {
    * namespace, and a rename whose target (`o.to`) is the watched namespace.
    */
   private inScope(entry: OplogEntry): boolean {
+    if (entry.op === 'noop') return false;
     if (EXPANDED_OPERATIONS.has(entry.op) && !this.spec.showExpandedEvents) return false;
     const { db, coll } = this.spec;
     const renamedInto = entry.op === 'rename' ? entry.to : undefined;
@@ -441,6 +442,8 @@ export class ChangeStreamCursor {
       case 'createIndexes':
       case 'dropIndexes':
         return { ...event, ns, ...this.description(entry) };
+      case 'noop':
+        return null;
       case 'modify':
         return {
           ...event,

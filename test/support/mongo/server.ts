@@ -14,6 +14,7 @@ import { MessageReader, OP_QUERY, encodeMsg, encodeReply, type Request } from '.
 export const MAX_WIRE_VERSION = 21; // MongoDB 7.0
 const SERVER_VERSION = '7.0.14';
 const DEFAULT_AWAIT_MS = 1000;
+const DEFAULT_NOOP_INTERVAL_MS = 10_000;
 const FIRST_BATCH_SIZE = 101;
 
 export interface HarnessOptions {
@@ -21,6 +22,11 @@ export interface HarnessOptions {
   port?: number;
   /** false: answer as a standalone server (no change streams), as a misconfigured MongoDB does. */
   replicaSet?: boolean;
+  /**
+   * How often the primary logs a no-op when nothing else was written, which moves idle streams'
+   * postBatchResumeToken (mongod's periodicNoopIntervalSecs, default 10 s); 0 turns it off.
+   */
+  noopIntervalMs?: number;
 }
 
 /** An in-process shorthand for a `configureFailPoint` command (see failCommand()). */
@@ -88,6 +94,8 @@ export class MongoHarness {
   private host = '127.0.0.1';
   private port = 0;
   private replicaSet = true;
+  private noopIntervalMs = DEFAULT_NOOP_INTERVAL_MS;
+  private noopTimer: NodeJS.Timeout | null = null;
 
   static async start(options: HarnessOptions = {}): Promise<MongoHarness> {
     const harness = new MongoHarness();
@@ -98,6 +106,8 @@ export class MongoHarness {
   private listen(options: HarnessOptions): Promise<void> {
     this.host = options.host ?? '127.0.0.1';
     this.replicaSet = options.replicaSet ?? true;
+    this.noopIntervalMs = options.noopIntervalMs ?? DEFAULT_NOOP_INTERVAL_MS;
+    this.startNoopWriter();
     this.server = net.createServer((socket) => this.accept(socket));
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
@@ -139,6 +149,8 @@ export class MongoHarness {
     }
     this.cursors.clear();
     this.failPoints.clear();
+    if (this.noopTimer) clearInterval(this.noopTimer);
+    this.noopTimer = null;
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -146,8 +158,24 @@ export class MongoHarness {
   /** Listens again on the same port after stop(), with the same data and oplog. */
   async start(): Promise<void> {
     if (!this.stopped) return;
-    await this.listen({ host: this.host, port: this.port, replicaSet: this.replicaSet });
+    await this.listen({
+      host: this.host,
+      port: this.port,
+      replicaSet: this.replicaSet,
+      noopIntervalMs: this.noopIntervalMs,
+    });
     this.stopped = false;
+  }
+
+  /** The primary's no-op writer: a no-op whenever an interval passed without any write. */
+  private startNoopWriter(): void {
+    if (!this.replicaSet || this.noopIntervalMs <= 0 || this.noopTimer) return;
+    let seen = this.store.clusterTime;
+    this.noopTimer = setInterval(() => {
+      if (this.store.clusterTime === seen) this.store.writeNoop();
+      seen = this.store.clusterTime;
+    }, this.noopIntervalMs);
+    this.noopTimer.unref();
   }
 
   // ---- fault injection -------------------------------------------------------------------

@@ -8,6 +8,7 @@ const { values } = parseArgs({
     port: { type: 'string', default: '27018' },
     host: { type: 'string', default: '127.0.0.1' },
     standalone: { type: 'boolean', default: false },
+    'noop-interval-ms': { type: 'string', default: '10000' },
   },
 });
 
@@ -17,10 +18,19 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2);
 }
 
+const noopIntervalMs = Number(values['noop-interval-ms']);
+if (!Number.isInteger(noopIntervalMs) || noopIntervalMs < 0) {
+  console.error(
+    `--noop-interval-ms must be a whole number of milliseconds (0: off), not "${values['noop-interval-ms']}"`,
+  );
+  process.exit(2);
+}
+
 const harness = await MongoHarness.start({
   port,
   host: values.host,
   replicaSet: !values.standalone,
+  noopIntervalMs,
 });
 process.stdout.write(`ready ${harness.url}\n`);
 

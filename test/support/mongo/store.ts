@@ -19,7 +19,8 @@ export type OplogOp =
   | 'create'
   | 'createIndexes'
   | 'dropIndexes'
-  | 'modify';
+  | 'modify'
+  | 'noop';
 
 export interface UpdateDescription {
   updatedFields: Document;
@@ -300,6 +301,15 @@ export class Store extends EventEmitter {
       this.oplog.push({ ...entry, ts, wallTime, txnOpIndex });
     }
     this.emit('oplog');
+  }
+
+  /**
+   * A no-op oplog entry, as the primary's periodic no-op writer logs one when nothing else was
+   * written for `periodicNoopIntervalSecs` (src/mongo/db/repl/noop_writer.cpp): no stream shows
+   * it, but every stream's postBatchResumeToken moves past it.
+   */
+  writeNoop(): void {
+    this.record({ op: 'noop', db: '' });
   }
 
   /** Forget the oplog up to now: resuming from a point before its last entry fails with 286. */
