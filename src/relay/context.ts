@@ -20,6 +20,9 @@ export interface RelayOptions extends SourceOptions {
   idleCheckpointMs: number;
 }
 
+/** How long MongoDB operations fail before the client is connected anew (reconnectIfStuck). */
+export const MONGO_STUCK_MS = 20_000;
+
 export class RelayContext {
   /** The collections relayed: those asked for, or every collection of the database. */
   collections: string[] = [];
@@ -49,13 +52,52 @@ export class RelayContext {
 
   /** Runs a MongoDB operation, retrying transient faults with backoff. */
   mongo<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    return withRetry(fn, {
+    const attempt = async () => {
+      await this.reconnectIfStuck();
+      try {
+        const result = await fn();
+        this.mongoFailingSince = null;
+        return result;
+      } catch (error) {
+        this.mongoFailingSince ??= Date.now();
+        throw error;
+      }
+    };
+    return withRetry(attempt, {
       what: 'MongoDB',
       isTransient: isTransientMongoError,
       log: this.log,
       signal,
       ...this.health.retrying('mongodb'),
     });
+  }
+
+  /** When MongoDB operations started failing with no success since; null while they pass. */
+  private mongoFailingSince: number | null = null;
+  /** The client was closed to be connected anew, and connecting has not succeeded yet. */
+  private mongoClosed = false;
+
+  /**
+   * Connects the client anew after MongoDB operations have failed for MONGO_STUCK_MS. A client
+   * can stay unable to reach a server that is back: node-mongodb-native 7.9's polling server
+   * monitor waits forever for 'drain' when its hello is written to a socket that the server's
+   * drop of every connection has destroyed but whose 'close' has not run yet; no server is
+   * selected again. A new connection starts a new monitor; for a server that is really down it
+   * costs one more failed connect.
+   */
+  private async reconnectIfStuck(): Promise<void> {
+    const since = this.mongoFailingSince;
+    if (!this.mongoClosed && (since === null || Date.now() - since < MONGO_STUCK_MS)) return;
+    if (!this.mongoClosed) {
+      this.log.warn(
+        `MongoDB operations have failed for ${Math.round((Date.now() - since!) / 1000)}s; connecting to MongoDB anew`,
+      );
+      this.mongoClosed = true;
+      await this.client.close().catch(() => undefined);
+    }
+    await this.client.connect();
+    this.mongoClosed = false;
+    this.mongoFailingSince = Date.now();
   }
 
   async saveCheckpoint(signal?: AbortSignal): Promise<void> {
