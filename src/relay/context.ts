@@ -21,7 +21,7 @@ export interface RelayOptions extends SourceOptions {
 }
 
 /** How long MongoDB operations fail before the client is connected anew (reconnectIfStuck). */
-export const MONGO_STUCK_MS = 20_000;
+export const MONGO_STUCK_MS = 10_000;
 
 export class RelayContext {
   /** The collections relayed: those asked for, or every collection of the database. */
