@@ -1,11 +1,29 @@
-import { defineConfig } from 'vitest/config';
+import { defineConfig, type TestProjectInlineConfiguration } from 'vitest/config';
 
 // The integration suite runs once per target: the embedded PostgreSQL and the in-process CrateDB
-// harness, or only the real server at TEST_TARGET_URL (its dialect is asked at the start).
-const integration = {
-  include: ['test/integration/**/*.test.ts'],
-  setupFiles: ['test/support/integration-setup.ts'],
-};
+// harness (one per test file), or only the real server at TEST_TARGET_URL, whose dialect the
+// global setup asks.
+function integration(
+  name: string,
+  test: TestProjectInlineConfiguration['test'],
+): TestProjectInlineConfiguration {
+  return {
+    extends: true,
+    test: {
+      name,
+      include: ['test/integration/**/*.test.ts'],
+      setupFiles: ['test/support/integration-setup.ts'],
+      ...test,
+    },
+  };
+}
+
+const targets = process.env.TEST_TARGET_URL
+  ? [integration('target', { globalSetup: ['test/support/global-setup.ts'] })]
+  : [
+      integration('postgres', { globalSetup: ['test/support/global-setup.ts'] }),
+      integration('cratedb', { provide: { target: { dialect: 'cratedb', external: false } } }),
+    ];
 
 export default defineConfig({
   test: {
@@ -14,18 +32,20 @@ export default defineConfig({
     // Integration tests start servers and processes; two cores want few files at once.
     maxWorkers: 2,
     projects: [
-      {
-        extends: true,
-        test: { name: 'unit', include: ['test/unit/**/*.test.ts', 'test/harness/**/*.test.ts'] },
-      },
+      // Tests that write to no target run once: unit tests, the harnesses' conformance tests,
+      // and commands that talk to MongoDB only.
       {
         extends: true,
         test: {
-          ...integration,
-          name: process.env.TEST_TARGET_URL ? 'target' : 'postgres',
-          globalSetup: ['test/support/global-setup.ts'],
+          name: 'once',
+          include: [
+            'test/unit/**/*.test.ts',
+            'test/harness/**/*.test.ts',
+            'test/source/**/*.test.ts',
+          ],
         },
       },
+      ...targets,
     ],
   },
 });

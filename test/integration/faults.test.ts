@@ -5,11 +5,12 @@ import { ObjectId, type Collection, type Document, type MongoClient } from 'mong
 import { EJSON } from 'bson';
 import { MongoHarness, type TestMongo } from '../support/mongo/index.js';
 import { freePort } from '../support/postgres.js';
-import { canStopTarget, startOwnTarget, type TestTarget } from '../support/target.js';
+import { canStopTarget, refusals, startOwnTarget, type TestTarget } from '../support/target.js';
 import {
   expectConverges,
   query,
   relayArgs as serverRelayArgs,
+  rowCount,
   useServers,
   type Servers,
   runCli,
@@ -172,7 +173,7 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('faults', () => {
     );
     for (let i = 0; i < 3; i++) {
       await waitFor(
-        async () => (await tableRows(target, 'd')).size > i * 1000,
+        async () => (await rowCount(target, 'd')) > i * 1000,
         `copy past ${i * 1000}`,
         30_000,
         20,
@@ -243,7 +244,12 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('faults', () => {
     expect(single.has('49')).toBe(false);
     expect(single.has('50')).toBe(true);
     expect(single.size).toBe(50);
-    await expectConverges(db.collection('mixed'), target, 'mixed');
+    // CrateDB types data['_id'] by the first _id copied (a number): the others are refused.
+    const others = (await db.collection('mixed').find().toArray())
+      .filter((d) => typeof d._id !== 'number')
+      .map((d) => String(d._id));
+    const refused = refusals[target.dialect].refusesKindChanges ? others : [];
+    await expectConverges(db.collection('mixed'), target, 'mixed', 20_000, refused);
   });
 
   it.runIf(canStopTarget())(

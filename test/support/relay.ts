@@ -120,6 +120,13 @@ export async function tableRows(target: TestTarget, table: string): Promise<Map<
   return new Map(rows.map((r) => [r.oid as string, r.data]));
 }
 
+/** How many rows a target table holds; cheaper than tableRows for a test that polls. */
+export async function rowCount(target: TestTarget, table: string): Promise<number> {
+  const name = `"${target.schema}"."${table}"`;
+  const rows = await query(target, `SELECT count(*) AS n FROM ${name}`, [], name);
+  return Number(rows[0]!.n);
+}
+
 export async function tableExists(target: TestTarget, table: string): Promise<boolean> {
   const rows = await query(
     target,
@@ -129,18 +136,22 @@ export async function tableExists(target: TestTarget, table: string): Promise<bo
   return rows.length > 0;
 }
 
-/** Waits until the table holds exactly the collection (converted); fails with the differences. */
+/**
+ * Waits until the table holds exactly the collection (converted), but for the documents whose
+ * oids are `refused`: those must be dead letters instead. Fails with the differences.
+ */
 export async function expectConverges(
   collection: Collection<Document>,
   target: TestTarget,
   table = collection.collectionName,
   timeoutMs = 20_000,
+  refused: string[] = [],
 ): Promise<void> {
   let diff: string[] = [];
   try {
     await waitFor(
       async () => {
-        diff = await tableDiff(collection, target, table);
+        diff = await tableDiff(collection, target, table, refused);
         return diff.length === 0;
       },
       `${target.schema}.${table} to equal ${collection.collectionName}`,
@@ -159,6 +170,7 @@ export async function tableDiff(
   collection: Collection<Document>,
   target: TestTarget,
   table: string,
+  refused: string[] = [],
 ): Promise<string[]> {
   const keys = target.dialect === 'cratedb' ? crateDialect.objectKey : keepKeys;
   const name = `"${target.schema}"."${table}"`;
@@ -169,10 +181,18 @@ export async function tableDiff(
   );
   const docs = await collection.find({}, { promoteLongs: false }).toArray();
   const problems: string[] = [];
+  const letters = refused.length
+    ? new Set(await deadLetterOids(target, `${collection.dbName}.${collection.collectionName}`))
+    : new Set<string>();
+  for (const oid of refused) if (!letters.has(oid)) problems.push(`not dead-lettered ${oid}`);
   for (const doc of docs) {
     const oid = oidOf(doc._id);
     // Key order and number spelling aside (JSONB reorders keys), exactly what the relay writes.
     const expected = canonicalJson(parseStoredJson(rowJson(doc, keys)));
+    if (refused.includes(oid)) {
+      if (rows.delete(oid)) problems.push(`written although refused ${oid}`);
+      continue;
+    }
     if (!rows.has(oid)) problems.push(`missing ${oid}`);
     else if (rows.get(oid) !== expected) {
       problems.push(`different ${oid}: ${rows.get(oid)} != ${expected}`);
@@ -181,6 +201,14 @@ export async function tableDiff(
   }
   for (const oid of rows.keys()) problems.push(`extra ${oid}`);
   return problems;
+}
+
+/** The oids of the dead letters of a namespace (`database.collection`). */
+export async function deadLetterOids(target: TestTarget, ns: string): Promise<string[]> {
+  const table = `"${target.schema}"."relay_dead_letters"`;
+  if (!(await tableExists(target, 'relay_dead_letters'))) return [];
+  const rows = await query(target, `SELECT oid FROM ${table} WHERE ns = $1`, [ns], table);
+  return rows.map((r) => r.oid as string).sort();
 }
 
 export function capture(): { stream: PassThrough; text(): string } {
@@ -247,37 +275,76 @@ export async function startRelay(args: string[]): Promise<RunningRelay> {
   };
 }
 
-export interface Servers {
+export interface Source {
   mongo: import('./mongo/index.js').TestMongo;
   client: import('mongodb').MongoClient;
+}
+
+export interface Servers extends Source {
   target: TestTarget;
 }
 
-/** A MongoDB (harness or TEST_MONGODB_URL), a connected client, and this file's own target. */
-export async function startServers(): Promise<Servers> {
+/** A MongoDB (harness or TEST_MONGODB_URL) and a connected client. */
+export async function startSource(): Promise<Source> {
   const { startMongo } = await import('./mongo/index.js');
   const { MongoClient } = await import('mongodb');
-  const { createTestTarget } = await import('./target.js');
   const mongo = await startMongo();
   const client = new MongoClient(mongo.url);
   await client.connect();
-  return { mongo, client, target: await createTestTarget() };
+  return { mongo, client };
+}
+
+/** The source, and this file's own target. */
+export async function startServers(): Promise<Servers> {
+  const { createTestTarget } = await import('./target.js');
+  return { ...(await startSource()), target: await createTestTarget() };
 }
 
 /** Starts the servers before this file's tests and stops them after; `use` receives them. */
 export function useServers(use: (servers: Servers) => void): void {
-  let servers: Servers | undefined;
+  useStarted(startServers, use);
+}
+
+/** For tests that never touch a target: only the source. */
+export function useSource(use: (source: Source) => void): void {
+  useStarted(startSource, use);
+}
+
+function useStarted<T extends Partial<Servers>>(
+  start: () => Promise<T>,
+  use: (started: T) => void,
+) {
+  let started: T | undefined;
   beforeAll(async () => {
-    servers = await startServers();
-    use(servers);
+    started = await start();
+    use(started);
   });
-  afterAll(() => stopServers(servers ?? {}));
+  afterAll(() => stopServers(started ?? {}));
 }
 
 export async function stopServers(servers: Partial<Servers>): Promise<void> {
   await servers.client?.close();
   await servers.mongo?.stop();
   await servers.target?.cleanup();
+}
+
+/** `relay db-workload` on `database`.`collection` of `mongo`, in this process. */
+export function runWorkload(
+  mongo: Source['mongo'],
+  database: string,
+  collection: string,
+  ...args: string[]
+): Promise<CliResult> {
+  return runCli([
+    'db-workload',
+    '--mongodb-url',
+    mongo.url,
+    '--database',
+    database,
+    '--collection',
+    collection,
+    ...args,
+  ]);
 }
 
 /** `cdc-relay` arguments for `database` on these servers; later flags override earlier ones. */

@@ -4,7 +4,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { PostgresServer } from './postgres.js';
 
 export type TargetDialect = 'postgres' | 'cratedb';
 
@@ -66,7 +65,10 @@ function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
 }
 
-async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
+export async function withClient<T>(
+  url: string,
+  use: (client: pg.Client) => Promise<T>,
+): Promise<T> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
@@ -82,6 +84,7 @@ async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>
  */
 export async function createTestTarget(run: RunTarget = runTarget()): Promise<TestTarget> {
   if (run.external) return externalTarget(run.adminUrl!, run.dialect);
+  if (run.dialect === 'cratedb') return startOwnTarget('cratedb');
   const database = uniqueName('relay_test');
   await withClient(run.adminUrl!, (c) => c.query(`CREATE DATABASE "${database}"`));
   const url = new URL(run.adminUrl!);
@@ -127,6 +130,20 @@ async function externalTarget(url: string, dialect: TargetDialect): Promise<Test
 export async function startOwnTarget(
   dialect: TargetDialect = runTarget().dialect,
 ): Promise<StoppableTarget> {
+  if (dialect === 'cratedb') {
+    const { CrateHarness } = await import('./cratedb/index.js');
+    const harness = await CrateHarness.start();
+    return {
+      url: harness.url(),
+      schema: 'doc',
+      external: false,
+      dialect,
+      down: () => harness.stop(),
+      up: () => harness.start(),
+      cleanup: () => harness.close(),
+    };
+  }
+  const { PostgresServer } = await import('./postgres.js');
   const server = await PostgresServer.start();
   return {
     url: server.url(),
@@ -137,4 +154,58 @@ export async function startOwnTarget(
     up: () => server.unpause(),
     cleanup: () => server.stop(),
   };
+}
+
+/**
+ * What each target refuses, for dead-letter tests. `refusedValue` is refused in a field whose
+ * earlier rows held numbers: PostgreSQL's jsonb cannot hold a NUL character; CrateDB has typed
+ * the sub-column BIGINT by its first value and finds no cast for the text. `refuse` is a rule
+ * the user adds to a table, refusing documents with a `flag` text, and `allow` fixes it again.
+ * `refusesKindChanges`: CrateDB types each sub-column once, and refuses (or would alter) a
+ * value of another kind later, a mixed-type array too, so the relay dead-letters those rows
+ * (DESIGN.md §1); PostgreSQL's jsonb stores them.
+ */
+export const refusals: Record<
+  TargetDialect,
+  {
+    refusedValue: string;
+    refusesKindChanges: boolean;
+    refuse(target: TestTarget, table: string): Promise<void>;
+    allow(target: TestTarget, table: string): Promise<void>;
+    /** How the target's error names the cause. */
+    error: RegExp;
+  }
+> = {
+  postgres: {
+    refusedValue: 'nul\u0000here',
+    refusesKindChanges: false,
+    refuse: (target, table) =>
+      execute(
+        target,
+        `ALTER TABLE "${target.schema}"."${table}" ADD CONSTRAINT no_flag CHECK (NOT (data ? 'flag'))`,
+      ),
+    allow: (target, table) =>
+      execute(target, `ALTER TABLE "${target.schema}"."${table}" DROP CONSTRAINT no_flag`),
+    error: /no_flag/,
+  },
+  cratedb: {
+    refusedValue: 'not a number',
+    refusesKindChanges: true,
+    refuse: (target, table) =>
+      execute(target, `ALTER TABLE "${target.schema}"."${table}" ADD COLUMN data['flag'] BIGINT`),
+    // A column's type cannot change in CrateDB: the user recreates the table with the right one.
+    allow: async (target, table) => {
+      const name = `"${target.schema}"."${table}"`;
+      await execute(target, `DROP TABLE ${name}`);
+      await execute(
+        target,
+        `CREATE TABLE ${name} ("oid" TEXT PRIMARY KEY, "data" OBJECT(DYNAMIC) AS ("flag" TEXT))`,
+      );
+    },
+    error: /flag/,
+  },
+};
+
+async function execute(target: TestTarget, statement: string): Promise<void> {
+  await withClient(target.url, (c) => c.query(statement));
 }
