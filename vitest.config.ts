@@ -32,8 +32,9 @@ export default defineConfig({
     // Integration tests start servers and processes; two cores want few files at once.
     maxWorkers: 2,
     projects: [
-      // Tests that write to no target run once: unit tests, the harnesses' conformance tests,
-      // and commands that talk to MongoDB only.
+      // Tests that write to no target of the run's choosing run once: unit tests, the harnesses'
+      // conformance tests, commands that talk to MongoDB only, and the CrateDB writer tests
+      // (which start a CrateDB harness of a given version themselves).
       {
         extends: true,
         test: {
@@ -42,6 +43,7 @@ export default defineConfig({
             'test/unit/**/*.test.ts',
             'test/harness/**/*.test.ts',
             'test/source/**/*.test.ts',
+            'test/cratedb/**/*.test.ts',
           ],
         },
       },

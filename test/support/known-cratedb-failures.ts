@@ -4,7 +4,4 @@
 // green: only a relay defect that the test demonstrates, named in the reason.
 // Keys: `<file> > <describe> > <test>` as vitest names them. RELAY_SHOW_KNOWN_FAILURES=1 runs
 // them as ordinary tests, to see why they fail.
-export const knownCrateDbFailures: Record<string, string> = {
-  'test/integration/relay.test.ts > cdc-relay > copies existing documents, then streams every operation type':
-    "an Int32 (`count: 10`) reads back from CrateDB as 10.0, not 10: the relay's sub-column type for Int32 fields does not keep an integer an integer (DESIGN.md §1)",
-};
+export const knownCrateDbFailures: Record<string, string> = {};
