@@ -1,5 +1,6 @@
-// The initial snapshot: each collection copied in `_id` order, in batches written with a
-// checkpoint naming the last `_id`, so an interrupted copy resumes after it.
+// The initial snapshot, and the copy of a collection replaced by a rename: each collection copied
+// in `_id` order, in batches written with a checkpoint naming the last `_id`, so an interrupted
+// copy resumes after it.
 import type { Document } from 'mongodb';
 import { convertEvent, type RowEvent } from '../convert/event.js';
 import { foldBatch } from '../convert/fold.js';
@@ -7,6 +8,8 @@ import { resumeAfter, snapshotBatches } from '../mongo/snapshot.js';
 import { readAhead, unlessStopped, type RelayContext } from './context.js';
 
 export interface SnapshotProgress {
+  /** Only these collections (one replaced by a rename); every relayed one when absent. */
+  only?: string[];
   collections: Record<string, { lastId?: unknown; done?: boolean }>;
 }
 
@@ -14,7 +17,7 @@ export interface SnapshotProgress {
 export async function copySnapshot(ctx: RelayContext, signal: AbortSignal): Promise<void> {
   const { client, options, log } = ctx;
   const progress = ctx.checkpoint.snapshot as SnapshotProgress;
-  for (const collection of ctx.collections) {
+  for (const collection of progress.only ?? ctx.collections) {
     const state = (progress.collections[collection] ??= {});
     if (state.done) continue;
     ctx.health.phase = 'snapshot';
@@ -36,7 +39,24 @@ export async function copySnapshot(ctx: RelayContext, signal: AbortSignal): Prom
   }
   ctx.checkpoint.snapshot = null;
   await ctx.saveCheckpoint(signal);
-  log.info(`snapshot complete: ${ctx.stats.snapshotDocs} documents`);
+  if (progress.only) log.info(`copy of ${progress.only.join(', ')} complete; streaming again`);
+  else log.info(`snapshot complete: ${ctx.stats.snapshotDocs} documents`);
+}
+
+/**
+ * Copies a collection a rename replaced, as a snapshot of that one collection: the checkpoint
+ * (already past the rename event) names it until done, so a relay stopped meanwhile resumes it.
+ */
+export async function copyRenamedIn(
+  ctx: RelayContext,
+  collection: string,
+  signal: AbortSignal,
+): Promise<void> {
+  const progress: SnapshotProgress = { only: [collection], collections: {} };
+  ctx.checkpoint = { ...ctx.checkpoint, snapshot: progress };
+  await ctx.saveCheckpoint(signal);
+  await copySnapshot(ctx, signal);
+  ctx.health.phase = 'streaming';
 }
 
 /**

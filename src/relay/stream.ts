@@ -49,6 +49,8 @@ export async function streamChanges(
       if (!batch) break;
       pending = signal.aborted ? null : readAhead(read());
       await applyBatch(ctx, batch, signal);
+      // Stopped during the copy of a collection a rename replaced: the next start resumes it.
+      if (ctx.checkpoint.snapshot) break;
     }
   } finally {
     await pending?.catch(() => undefined);
@@ -96,8 +98,8 @@ async function applyBatch(
   }
   ctx.checkpoint = next;
   if (control) {
-    await ctx.target(() => applyControl(ctx, control), signal);
-    await ctx.saveCheckpoint(signal);
+    await applyControl(ctx, control, signal);
+    if (!ctx.checkpoint.snapshot) await ctx.saveCheckpoint(signal);
   } else {
     stats.lastCheckpointMs = Date.now();
   }

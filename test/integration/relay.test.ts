@@ -19,6 +19,7 @@ import {
   type Servers,
   query,
   runCli,
+  spawnRelay,
   startRelay,
   tableExists,
   tableRows,
@@ -423,6 +424,96 @@ describe('cdc-relay', () => {
     await never.stop();
     expect([...(await tableRows(target, 'm_new')).keys()]).toEqual(['3']);
   });
+});
+
+describe('rename onto a relayed collection (dropTarget, or $out into it)', () => {
+  it('handles the replaced table per --on-drop, then copies the renamed-in documents', async () => {
+    const database = mongo.database('renameonto');
+    const db = client.db(database);
+    const a = db.collection('a');
+    const b = db.collection('b');
+    await a.insertMany([
+      { _id: 1 as never, from: 'a' },
+      { _id: 2 as never, from: 'a' },
+    ]);
+    await b.insertMany([
+      { _id: 2 as never, from: 'b' },
+      { _id: 3 as never, from: 'b' },
+    ]);
+    // One relay follows b alone (into its own table), one the whole database.
+    const one = spawnRelay([
+      'cdc-relay',
+      ...relayArgs(database, '--collection', 'b', '--table', 'b_only', '--on-drop', 'truncate'),
+      '--stream-id',
+      'one',
+    ]);
+    const all = spawnRelay([
+      'cdc-relay',
+      ...relayArgs(database, '--on-drop', 'truncate', '--stream-id', 'all'),
+    ]);
+    try {
+      await expectConverges(b, target, 'b_only');
+      await expectConverges(b, target, 'b');
+      await expectConverges(a, target, 'a');
+      await a.rename('b', { dropTarget: true });
+      await b.insertOne({ _id: 4 as never, after: true });
+      await expectConverges(b, target, 'b_only');
+      await expectConverges(b, target, 'b');
+      await waitFor(async () => (await tableRows(target, 'a')).size === 0, 'table a emptied');
+      const said = new RegExp(
+        `rename of ${database}\\.a to ${database}\\.b replaced ${database}\\.b in the source; --on-drop truncate empties table`,
+      );
+      expect(one.output()).toMatch(said);
+      expect(all.output()).toMatch(said);
+    } finally {
+      for (const relay of [one, all]) relay.child.kill('SIGTERM');
+      expect(await one.exited).toBe(0);
+      expect(await all.exited).toBe(0);
+    }
+  }, 90_000);
+
+  it('resumes the copy of the renamed-in documents after a kill during it', async () => {
+    const database = mongo.database('renamekill');
+    const db = client.db(database);
+    const input = db.collection('input');
+    const output = db.collection('output');
+    await input.insertMany(Array.from({ length: 3000 }, (_, i) => ({ _id: i as never, n: i })));
+    await output.insertMany([{ _id: -1 as never, stale: true }]);
+    const args = [
+      'cdc-relay',
+      ...relayArgs(database, '--collection', 'output', '--on-drop', 'truncate'),
+      '--batch-size',
+      '5',
+    ];
+    const first = spawnRelay(args);
+    await expectConverges(output, target);
+    // $out into an existing collection is a rename onto it.
+    await input.aggregate([{ $match: { n: { $gte: 10 } } }, { $out: 'output' }]).toArray();
+    // The copy after the rename (not the first relay's initial one) has started.
+    await first.waitForOutput(/replaced .*\n.*copying .*\.output/);
+    // Killed once the checkpoint names a batch of that copy as written.
+    await waitFor(async () => {
+      const rows = await query(
+        target,
+        `SELECT snapshot FROM "${target.schema}"."relay_checkpoints" WHERE snapshot LIKE '%lastId%'`,
+        [],
+        `"${target.schema}"."relay_checkpoints"`,
+      );
+      return rows.length > 0;
+    }, 'a batch of the copy written');
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const second = spawnRelay(args);
+    try {
+      await expectConverges(output, target, 'output', 60_000);
+      expect(second.output()).toMatch(/"snapshotPending":true,"msg":"resuming from checkpoint/);
+      expect(second.output()).not.toMatch(/replaced/);
+      expect(second.output()).toMatch(/"resumingAfter":"\d+"/);
+    } finally {
+      second.child.kill('SIGTERM');
+      expect(await second.exited).toBe(0);
+    }
+  }, 120_000);
 });
 
 /** `relay tail` on `database` with `args`, printing into a buffer until it ends. */
