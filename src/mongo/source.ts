@@ -52,6 +52,8 @@ export class ChangeSource {
         $match: {
           $or: [
             { 'ns.coll': { $in: collections } },
+            // A rename onto a relayed collection replaces it (dropTarget, $out into it).
+            { 'to.coll': { $in: collections } },
             { operationType: { $in: ['dropDatabase', 'invalidate'] } },
           ],
         },

@@ -472,6 +472,29 @@ describe('rename onto a relayed collection (dropTarget, or $out into it)', () =>
     }
   }, 90_000);
 
+  it('lets the rename through the filter of a relay that follows several collections', async () => {
+    const database = mongo.database('renamefilter');
+    const db = client.db(database);
+    const p = db.collection('p');
+    const q = db.collection('q');
+    await p.insertMany([{ _id: 1 as never, from: 'p' }]);
+    await q.insertMany([{ _id: 2 as never, from: 'q' }]);
+    await db.createCollection('r');
+    const relay = spawnRelay([
+      'cdc-relay',
+      ...relayArgs(database, '--collection', 'q', '--collection', 'r', '--on-drop', 'truncate'),
+    ]);
+    try {
+      await expectConverges(q, target);
+      await p.rename('q', { dropTarget: true });
+      await expectConverges(q, target);
+      await relay.waitForOutput(/rename of \S+\.p to \S+\.q replaced/);
+    } finally {
+      relay.child.kill('SIGTERM');
+      expect(await relay.exited).toBe(0);
+    }
+  }, 60_000);
+
   it('resumes the copy of the renamed-in documents after a kill during it', async () => {
     const database = mongo.database('renamekill');
     const db = client.db(database);
