@@ -2,10 +2,10 @@
 // It is a test harness: faithful where the relay depends on it (handshake, CRUD, change streams,
 // resume, faults), nothing more. See test/support/README.md.
 import net from 'node:net';
-import { Binary, Long, ObjectId, type Document } from 'bson';
+import { BSON, Binary, Long, ObjectId, type Document } from 'bson';
 import { Aggregator } from 'mingo';
 import { ChangeStreamCursor } from './changestream.js';
-import { encoded } from './encoded.js';
+import { EncodedDocument, encoded } from './encoded.js';
 import { CommandError, serverErrorLabels } from './errors.js';
 import { FailPoints, type CommandContext } from './failpoints.js';
 import { Store, cloneDocument, type UpdateStatement } from './store.js';
@@ -16,6 +16,10 @@ const SERVER_VERSION = '7.0.14';
 const DEFAULT_AWAIT_MS = 1000;
 const DEFAULT_NOOP_INTERVAL_MS = 10_000;
 const FIRST_BATCH_SIZE = 101;
+/** FindCommon::kMaxBytesToReturnToClientAtOnce (= BSONObjMaxUserSize), src/mongo/db/query/find_common.h. */
+export const MAX_BATCH_BYTES = 16 * 1024 * 1024;
+/** BSONObjMaxInternalSize (src/mongo/bson/util/builder.h): larger documents cannot be returned. */
+const MAX_DOCUMENT_BYTES = MAX_BATCH_BYTES + 16 * 1024;
 
 export interface HarnessOptions {
   host?: string;
@@ -52,9 +56,16 @@ interface Connection {
   appName?: string;
 }
 
-type Cursor =
-  | { kind: 'documents'; ns: string; docs: Document[] }
-  | { kind: 'changeStream'; ns: string; stream: ChangeStreamCursor; wake?: () => void };
+type Cursor = { kind: 'documents'; ns: string; docs: Document[] } | ChangeStreamEntry;
+
+/** `stash`: events read but not sent yet, because the batch was full (PlanExecutor::stashResult). */
+type ChangeStreamEntry = {
+  kind: 'changeStream';
+  ns: string;
+  stream: ChangeStreamCursor;
+  stash: Document[];
+  wake?: () => void;
+};
 
 /** Fields of every command that are not collection options (the command name aside). */
 const ENVELOPE_FIELDS = new Set([
@@ -277,7 +288,12 @@ export class MongoHarness {
         return;
       }
       for (const request of requests) {
-        queue = queue.then(() => this.serve(connection, request));
+        // Whatever goes wrong with one request ends its connection, never the harness process.
+        queue = queue
+          .then(() => this.serve(connection, request))
+          .catch(() => {
+            socket.destroy();
+          });
       }
     });
   }
@@ -289,11 +305,22 @@ export class MongoHarness {
     const reply = await this.execute(request, connection);
     if (reply === null || request.moreToCome || socket.destroyed) return;
     reply.operationTime ??= this.store.clusterTime;
-    socket.write(
-      request.opCode === OP_QUERY
-        ? encodeReply(request.requestId, reply)
-        : encodeMsg(request.requestId, reply),
-    );
+    const encode = request.opCode === OP_QUERY ? encodeReply : encodeMsg;
+    let message: Buffer;
+    try {
+      message = encode(request.requestId, reply);
+    } catch (error) {
+      // A reply the harness cannot build is that command's error, as a real server's would be.
+      const tooLarge = error instanceof RangeError;
+      message = encode(request.requestId, {
+        ok: 0,
+        errmsg: `the reply could not be built: ${(error as Error).message}`,
+        code: tooLarge ? 10334 : 1,
+        codeName: tooLarge ? 'BSONObjectTooLarge' : 'InternalError',
+        operationTime: this.store.clusterTime,
+      });
+    }
+    socket.write(message);
   }
 
   private async execute(request: Request, connection: Connection): Promise<Document | null> {
@@ -703,19 +730,48 @@ export class MongoHarness {
       },
       stage,
     );
-    const batchSize = body.cursor?.batchSize ?? FIRST_BATCH_SIZE;
-    const events = stream.read(batchSize);
-    const id = stream.done
-      ? 0n
-      : this.registerCursor({ kind: 'changeStream', ns: stream.namespace, stream });
+    const cursor: ChangeStreamEntry = {
+      kind: 'changeStream',
+      ns: stream.namespace,
+      stream,
+      stash: [],
+    };
+    const batch = this.changeStreamBatch(
+      cursor,
+      Number(body.cursor?.batchSize ?? FIRST_BATCH_SIZE),
+    );
+    const id = batch.done ? 0n : this.registerCursor(cursor);
     return {
       cursor: {
-        firstBatch: events,
-        postBatchResumeToken: stream.postBatchResumeToken,
+        firstBatch: batch.events,
+        postBatchResumeToken: batch.postBatchResumeToken,
         id: Long.fromBigInt(id),
         ns: stream.namespace,
       },
       ok: 1,
+    };
+  }
+
+  /**
+   * The next batch of a change stream, capped like any batch (takeBatch); an event that does not
+   * fit is stashed for the next one, and the postBatchResumeToken then stays at the last event
+   * sent (getmore_cmd.cpp batchedExecute).
+   */
+  private changeStreamBatch(cursor: ChangeStreamEntry, max: number) {
+    const { stream, stash } = cursor;
+    const events = takeBatch(
+      max,
+      () => {
+        if (stash.length === 0 && !stream.done) stash.push(...stream.read(1));
+        return stash[0];
+      },
+      () => stash.shift(),
+    );
+    const cut = stash.length > 0 && events.length > 0;
+    return {
+      events,
+      postBatchResumeToken: cut ? (events.at(-1)!._id as Document) : stream.postBatchResumeToken,
+      done: stream.done && stash.length === 0,
     };
   }
 
@@ -754,9 +810,10 @@ export class MongoHarness {
         "Hit the 'failGetMoreAfterCursorCheckout' failpoint",
       );
     }
+    // A getMore's batchSize 0 or none: as many as fit (getmore_cmd.cpp generateBatch).
     const batchSize = Number(body.batchSize ?? 0) || Number.MAX_SAFE_INTEGER;
     if (cursor.kind === 'documents') {
-      const batch = cursor.docs.splice(0, batchSize).map((d) => encoded(d));
+      const batch = takeDocuments(cursor.docs, batchSize);
       if (cursor.docs.length === 0) this.cursors.delete(key);
       return {
         cursor: {
@@ -767,22 +824,23 @@ export class MongoHarness {
         ok: 1,
       };
     }
-    const stream = cursor.stream;
-    let events = stream.read(batchSize);
+    let batch = this.changeStreamBatch(cursor, batchSize);
     // An awaitData getMore answers once an event matches or its await time is over; oplog
     // entries the stream filters out (other collections, no-ops) do not end the wait.
     const deadline = Date.now() + Number(body.maxTimeMS ?? DEFAULT_AWAIT_MS);
-    while (events.length === 0 && !stream.done && Date.now() < deadline) {
+    while (batch.events.length === 0 && !batch.done && Date.now() < deadline) {
       await this.awaitOplog(cursor, deadline - Date.now());
-      if (stream.killed) throw new CommandError(43, `cursor id ${key} not found`, 'CursorNotFound');
-      events = stream.read(batchSize);
+      if (cursor.stream.killed) {
+        throw new CommandError(43, `cursor id ${key} not found`, 'CursorNotFound');
+      }
+      batch = this.changeStreamBatch(cursor, batchSize);
     }
-    if (stream.done) this.cursors.delete(key);
+    if (batch.done) this.cursors.delete(key);
     return {
       cursor: {
-        nextBatch: events,
-        postBatchResumeToken: stream.postBatchResumeToken,
-        id: Long.fromBigInt(stream.done ? 0n : BigInt(key)),
+        nextBatch: batch.events,
+        postBatchResumeToken: batch.postBatchResumeToken,
+        id: Long.fromBigInt(batch.done ? 0n : BigInt(key)),
         ns: cursor.ns,
       },
       ok: 1,
@@ -790,7 +848,7 @@ export class MongoHarness {
   }
 
   /** Waits for the next oplog entry, the await time, or the cursor being killed. */
-  private awaitOplog(cursor: Cursor & { kind: 'changeStream' }, maxMs: number): Promise<void> {
+  private awaitOplog(cursor: ChangeStreamEntry, maxMs: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -831,11 +889,11 @@ export class MongoHarness {
   }
 
   private cursorReply(ns: string, docs: Document[], batchSize?: number, single = false): Document {
+    // The first batch: 101 documents unless batchSize says otherwise (query_request_helper.h
+    // kDefaultBatchSize), within the byte cap too.
     const size = batchSize === undefined ? FIRST_BATCH_SIZE : Number(batchSize);
-    const firstBatch = docs.slice(0, size).map((d) => encoded(d));
-    const rest = docs.slice(size);
-    const id =
-      !single && rest.length ? this.registerCursor({ kind: 'documents', ns, docs: rest }) : 0n;
+    const firstBatch = takeDocuments(docs, size);
+    const id = !single && docs.length ? this.registerCursor({ kind: 'documents', ns, docs }) : 0n;
     return { cursor: { firstBatch, id: Long.fromBigInt(id), ns }, ok: 1 };
   }
 }
@@ -847,4 +905,45 @@ function failModeOf(failure: { times?: number | 'alwaysOn' }): Document | string
 function isChangeStreamAggregate(name: string, body: Document): boolean {
   const first = name === 'aggregate' && Array.isArray(body.pipeline) ? body.pipeline[0] : undefined;
   return typeof first === 'object' && first !== null && '$changeStream' in first;
+}
+
+/**
+ * One batch as a real server builds it (src/mongo/db/query/find_common.h,
+ * FindCommon::BSONObjCursorAppender and haveSpaceForNext): at most `max` documents; the first
+ * always, so a cursor always makes progress, each further one only while the batch stays within
+ * MAX_BATCH_BYTES, whatever batchSize asks. `peek` shows the next document, `take` consumes it; one
+ * that does not fit stays for the next batch.
+ */
+function takeBatch(max: number, peek: () => Document | undefined, take: () => void): Document[] {
+  const batch: Document[] = [];
+  let bytes = 0;
+  while (batch.length < max) {
+    const doc = peek();
+    if (doc === undefined) break;
+    const size = doc instanceof EncodedDocument ? doc.length : BSON.calculateObjectSize(doc);
+    if (size > MAX_DOCUMENT_BYTES) {
+      throw new CommandError(
+        10334,
+        `BSONObj size: ${size} (0x${size.toString(16).toUpperCase()}) is invalid. Size must be between 0 and ${MAX_DOCUMENT_BYTES}(16MB)`,
+        'BSONObjectTooLarge',
+      );
+    }
+    if (batch.length > 0 && bytes + size > MAX_BATCH_BYTES) break;
+    take();
+    batch.push(doc);
+    bytes += size;
+  }
+  return batch;
+}
+
+/** The next batch of a documents cursor, taken off the front of `docs` as their stored bytes. */
+function takeDocuments(docs: Document[], max: number): Document[] {
+  let taken = 0;
+  const batch = takeBatch(
+    max,
+    () => (taken < docs.length ? encoded(docs[taken]!) : undefined),
+    () => taken++,
+  );
+  docs.splice(0, taken);
+  return batch;
 }

@@ -26,21 +26,35 @@ export interface Request {
 
 export class ProtocolError extends Error {}
 
-/** Accumulates socket bytes and yields whole requests. */
+/**
+ * Accumulates socket bytes and yields whole requests. Chunks are joined once a message is
+ * complete, so a large insert (many 64 KiB chunks) is copied once, not once per chunk.
+ */
 export class MessageReader {
-  private buffer: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private buffered = 0;
 
   push(chunk: Buffer): Request[] {
-    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
     const requests: Request[] = [];
-    while (this.buffer.length >= 4) {
-      const length = this.buffer.readInt32LE(0);
+    while (this.buffered >= 4) {
+      const length = this.joined(4).readInt32LE(0);
       if (length < 16) throw new ProtocolError(`message length ${length} is too small`);
-      if (this.buffer.length < length) break;
-      requests.push(parseMessage(this.buffer.subarray(0, length)));
-      this.buffer = this.buffer.subarray(length);
+      if (this.buffered < length) break;
+      const all = this.joined(length);
+      requests.push(parseMessage(all.subarray(0, length)));
+      const rest = all.subarray(length);
+      this.chunks = rest.length ? [rest] : [];
+      this.buffered = rest.length;
     }
     return requests;
+  }
+
+  /** The first chunk, holding at least `bytes` (chunks joined when it does not). */
+  private joined(bytes: number): Buffer {
+    if (this.chunks[0]!.length < bytes) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
+    return this.chunks[0]!;
   }
 }
 
