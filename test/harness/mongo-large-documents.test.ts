@@ -86,21 +86,6 @@ describe('replies with large documents', () => {
     }
   }, 120_000);
 
-  it('the driver receives 300 × 2 MiB documents through several getMores of a find', async () => {
-    const before = getMores.length;
-    let n = 0;
-    for await (const doc of client
-      .db(database)
-      .collection('big')
-      .find({}, { sort: { _id: 1 } })) {
-      expect(doc._id).toBe(n);
-      expect(doc.payload).toBe(payload(n));
-      n++;
-    }
-    expect(n).toBe(DOCUMENTS);
-    expect(getMores.length - before).toBeGreaterThan(10);
-  }, 120_000);
-
   it('a change stream: no batch over 16 MiB, every event once, in order', async () => {
     const stage = { $changeStream: { startAtOperationTime: startedAt } };
     const found = await batches(
