@@ -921,13 +921,7 @@ function takeBatch(max: number, peek: () => Document | undefined, take: () => vo
     const doc = peek();
     if (doc === undefined) break;
     const size = doc instanceof EncodedDocument ? doc.length : BSON.calculateObjectSize(doc);
-    if (size > MAX_DOCUMENT_BYTES) {
-      throw new CommandError(
-        10334,
-        `BSONObj size: ${size} (0x${size.toString(16).toUpperCase()}) is invalid. Size must be between 0 and ${MAX_DOCUMENT_BYTES}(16MB)`,
-        'BSONObjectTooLarge',
-      );
-    }
+    if (size > MAX_DOCUMENT_BYTES) throw tooLarge(size);
     if (batch.length > 0 && bytes + size > MAX_BATCH_BYTES) break;
     take();
     batch.push(doc);
@@ -941,9 +935,26 @@ function takeDocuments(docs: Document[], max: number): Document[] {
   let taken = 0;
   const batch = takeBatch(
     max,
-    () => (taken < docs.length ? encoded(docs[taken]!) : undefined),
+    () => {
+      if (taken >= docs.length) return undefined;
+      try {
+        return encoded(docs[taken]!);
+      } catch (error) {
+        // js-bson encodes at most 17 MiB: a document it cannot encode is over the limit anyway.
+        if (error instanceof RangeError) throw tooLarge(BSON.calculateObjectSize(docs[taken]!));
+        throw error;
+      }
+    },
     () => taken++,
   );
   docs.splice(0, taken);
   return batch;
+}
+
+function tooLarge(size: number): CommandError {
+  return new CommandError(
+    10334,
+    `BSONObj size: ${size} (0x${size.toString(16).toUpperCase()}) is invalid. Size must be between 0 and ${MAX_DOCUMENT_BYTES}(16MB)`,
+    'BSONObjectTooLarge',
+  );
 }
