@@ -36,6 +36,7 @@ export interface Harness {
   url: string;
   /** CPU seconds (user + system) the harness process has used so far. */
   cpuSeconds(): number;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -59,7 +60,17 @@ export async function startHarness(): Promise<Harness> {
     });
     child.once('exit', (code) => reject(new Error(`harness exited with ${code}`)));
   });
-  return { url, cpuSeconds: () => cpuSeconds(child.pid!) ?? 0, stop: () => stopProcess(child) };
+  return {
+    url,
+    pid: child.pid!,
+    cpuSeconds: () => cpuSeconds(child.pid!) ?? 0,
+    stop: () => stopProcess(child),
+  };
+}
+
+/** Peak resident memory of the harness process so far, in MB. */
+export function harnessRssMb(harness: Harness): number {
+  return statusField(harness.pid, 'VmHWM') ?? 0;
 }
 
 export interface Target {

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { machine } from './lib.js';
 
-const ALL = ['backlog', 'snapshot', 'latency', 'memory'] as const;
+const ALL = ['backlog', 'snapshot', 'latency', 'memory', 'large'] as const;
 type Bench = (typeof ALL)[number];
 const quick = process.argv.includes('--quick');
 const chosen = ALL.filter((b) => process.argv.includes(b));
@@ -84,6 +84,15 @@ const TARGETS: Record<Bench, (r: Result) => string[]> = {
       Number(r.peak_rss_mb) <= 256,
     ),
     verdict('events lost', Number(r.lost), '0', Number(r.lost) === 0),
+  ],
+  large: (r) => [
+    verdict(
+      'peak RSS (MB), 300 × 2 MB and 20 × 15 MB documents, stream and snapshot',
+      Number(r.peak_rss_mb),
+      '≤ 256',
+      Number(r.peak_rss_mb) <= 256,
+    ),
+    verdict('large documents lost', Number(r.lost), '0', Number(r.lost) === 0),
   ],
 };
 

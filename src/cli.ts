@@ -148,6 +148,14 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
   batchOptions(relayCommand)
     .addOption(
       new Option(
+        '--batch-bytes <size>',
+        'most change-event bytes held at once, the batch being written and the one read ahead (e.g. 64MiB)',
+      )
+        .default('32MiB')
+        .env('BATCH_BYTES'),
+    )
+    .addOption(
+      new Option(
         '--snapshot <mode>',
         'initial copy when there is no checkpoint: initial, never, or only (copy and exit)',
       )

@@ -28,6 +28,8 @@ export interface RelaySettings extends SourceSettings, TargetSettings {
   snapshot: SnapshotMode;
   fullDocument: FullDocumentMode;
   batchSize: number;
+  /** The most change-event bytes held at once: the batch being written and the one read ahead. */
+  batchBytes: number;
   batchWaitMs: number;
   objectPolicy: ObjectPolicy;
   onError: 'dlq' | 'fail';
@@ -84,6 +86,31 @@ function nonNegativeInt(raw: Raw, key: string, flag: string): number {
     );
   }
   return value;
+}
+
+const BYTE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  kb: 1e3,
+  kib: 2 ** 10,
+  mb: 1e6,
+  mib: 2 ** 20,
+  gb: 1e9,
+  gib: 2 ** 30,
+};
+
+/** A size: plain bytes, or with a unit such as `64MiB`, `500KB`, `1GiB`. */
+export function byteSize(raw: Raw, key: string, flag: string): number {
+  const text = String(raw[key]).trim();
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text);
+  const unit = match ? BYTE_UNITS[match[2]!.toLowerCase()] : undefined;
+  const bytes = match && unit ? Math.floor(Number(match[1]) * unit) : NaN;
+  if (!(bytes >= 1)) {
+    throw new ConfigError(
+      `${flag} must be a size such as 64MiB, 500KB or 1048576 (bytes), not "${text}"`,
+    );
+  }
+  return bytes;
 }
 
 function port(value: unknown, flag: string): number {
@@ -149,6 +176,7 @@ export function relaySettings(raw: Raw): RelaySettings {
     snapshot: raw.snapshot as SnapshotMode,
     fullDocument,
     batchSize: batchSize(raw),
+    batchBytes: byteSize(raw, 'batchBytes', '--batch-bytes'),
     batchWaitMs: nonNegativeInt(raw, 'batchWaitMs', '--batch-wait-ms'),
     objectPolicy: raw.objectPolicy as ObjectPolicy,
     onError: raw.onError as 'dlq' | 'fail',

@@ -46,6 +46,8 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
       fullDocument: settings.fullDocument,
       filter: settings.filter,
       batchSize: settings.batchSize,
+      // One batch is read while the previous one is written: each may take half of the bound.
+      batchBytes: Math.max(1, Math.floor(settings.batchBytes / 2)),
       batchWaitMs: settings.batchWaitMs,
       snapshot: settings.snapshot,
       onDrop: settings.onDrop,

@@ -42,6 +42,8 @@ export async function tail(
     fullDocument: settings.fullDocument,
     filter,
     batchSize: 100,
+    // Events are printed as they come; a batch is only how many are held before printing.
+    batchBytes: 16 * 1024 * 1024,
     batchWaitMs: 200,
   });
   const controller = new AbortController();

@@ -1,13 +1,19 @@
 // The initial copy of a collection, in `_id` order and in batches, resumable after the last
 // `_id` copied.
-import type { Document, MongoClient } from 'mongodb';
+import { BSON, type Document, type MongoClient } from 'mongodb';
 import { READ_BSON } from './connect.js';
+
+/** A batch closes at `batchSize` documents or once they reach `batchBytes` (BSON size). */
+export interface BatchLimits {
+  batchSize: number;
+  batchBytes: number;
+}
 
 export async function* snapshotBatches(
   client: MongoClient,
   database: string,
   collection: string,
-  batchSize: number,
+  { batchSize, batchBytes }: BatchLimits,
   afterId: unknown,
 ): AsyncGenerator<Document[]> {
   // `$gt` compares within one BSON type; resumeAfter() does not resume a collection whose _ids mix
@@ -19,12 +25,15 @@ export async function* snapshotBatches(
     .collection(collection)
     .find(filter, { sort: { _id: 1 }, batchSize, ...READ_BSON });
   let batch: Document[] = [];
+  let bytes = 0;
   try {
     for await (const doc of cursor) {
       batch.push(doc);
-      if (batch.length >= batchSize) {
+      bytes += BSON.calculateObjectSize(doc);
+      if (batch.length >= batchSize || bytes >= batchBytes) {
         yield batch;
         batch = [];
+        bytes = 0;
       }
     }
     if (batch.length > 0) yield batch;

@@ -1,7 +1,7 @@
-// Reading a change stream in batches: up to `batchSize` events, waiting at most `batchWaitMs`
-// after the first, a collection- or database-wide event always last in its batch. Reopens past
+// Reading a change stream in batches: up to `batchSize` events or `batchBytes` of them, waiting at
+// most `batchWaitMs` after the first, a collection- or database-wide event always last in its batch. Reopens past
 // `invalidate` with `startAfter`, as the design asks.
-import { type Timestamp, type ChangeStream, type Document, type MongoClient } from 'mongodb';
+import { BSON, type Timestamp, type ChangeStream, type Document, type MongoClient } from 'mongodb';
 import { explainMongoError } from './errors.js';
 import { READ_BSON } from './connect.js';
 
@@ -18,6 +18,11 @@ export interface SourceOptions {
   /** Extra pipeline stages from --filter, applied after the relay's own. */
   filter: Document[];
   batchSize: number;
+  /**
+   * A batch closes once its events reach this many bytes (their BSON size), so large documents
+   * make small batches; a batch always takes its first event, however large.
+   */
+  batchBytes: number;
   batchWaitMs: number;
 }
 
@@ -88,13 +93,15 @@ export class ChangeSource {
     // A batch closes when full, or batchWaitMs after its first event: under steady load a read
     // never comes back empty, so waiting for one would hold events until the batch is full.
     let firstAt = 0;
+    let bytes = 0;
     try {
-      while (events.length < this.options.batchSize) {
+      while (events.length < this.options.batchSize && bytes < this.options.batchBytes) {
         if (events.length > 0 && Date.now() - firstAt >= this.options.batchWaitMs) break;
         const event = await stream.tryNext();
         if (event) {
           if (events.length === 0) firstAt = Date.now();
           events.push(event);
+          bytes += BSON.calculateObjectSize(event);
           if (CONTROL_OPERATIONS.has(event.operationType)) break;
           continue;
         }

@@ -80,7 +80,7 @@ async function copyCollection(
         `${namespace} has _ids of several BSON types: copying it again from the start, since resuming after the last _id would skip the other types`,
       );
     }
-    return snapshotBatches(client, options.database, collection, options.batchSize, resume.afterId);
+    return snapshotBatches(client, options.database, collection, options, resume.afterId);
   };
   // state.lastId is set before a batch's write starts, so a read failing meanwhile re-opens
   // after that batch.

@@ -12,7 +12,7 @@ import type { StreamPosition } from '../mongo/source.js';
 import type { Dialect, ObjectPolicy, RowTyping } from './dialect.js';
 import { MAX_PARAMETERS, quoteIdent, tableRef } from './sql.js';
 
-/** Upper bound on the JSON text of one upsert statement, to keep statements and memory small. */
+/** Upper bound on the text one statement carries (JSON, oids, events), to keep memory small. */
 const MAX_STATEMENT_BYTES = 16 * 1024 * 1024;
 
 export const CHECKPOINT_TABLE = 'relay_checkpoints';
@@ -164,7 +164,8 @@ export class TargetWriter {
             result.deadLetters,
           );
           const deletes = group.filter((r) => r.change.kind === 'delete');
-          for (const chunk of upsertChunks(upserts, this.dialect.maxRowsPerInsert)) {
+          const json = (r: ResolvedRow) => (r.change as { json: string }).json.length;
+          for (const chunk of statementChunks(upserts, this.dialect.maxRowsPerInsert, json)) {
             result.upserted += await this.isolate(
               db,
               table,
@@ -174,7 +175,8 @@ export class TargetWriter {
               careful,
             );
           }
-          for (const chunk of chunks(deletes, this.dialect.maxKeysPerStatement)) {
+          const oid = (r: ResolvedRow) => r.oid.length;
+          for (const chunk of statementChunks(deletes, this.dialect.maxKeysPerStatement, oid)) {
             result.deleted += await this.isolate(
               db,
               table,
@@ -420,7 +422,9 @@ export class TargetWriter {
         ).map((r) => r.id as string),
       );
     const perStatement = Math.min(this.dialect.maxRowsPerInsert, Math.floor(MAX_PARAMETERS / 8));
-    for (const chunk of chunks(rows, perStatement)) {
+    // A dead letter keeps its events whole: large documents make few letters per statement.
+    const text = (r: (typeof rows)[number]) => r.event.length + r.error.length;
+    for (const chunk of statementChunks(rows, perStatement, text)) {
       const stored = await insert(chunk);
       for (const row of chunk.filter((r) => !stored.has(r.id))) {
         if ((await insert([row])).has(row.id)) continue;
@@ -502,13 +506,16 @@ export function chunks<T>(items: T[], size: number): T[][] {
   return out;
 }
 
-/** Upsert statements within the dialect's row limit and a bounded size of their JSON texts. */
-function upsertChunks(rows: ResolvedRow[], maxRows: number): ResolvedRow[][] {
-  const out: ResolvedRow[][] = [];
-  let current: ResolvedRow[] = [];
+/**
+ * Statements within a row limit and MAX_STATEMENT_BYTES of text (`textOf` a row: JSON, oid,
+ * events); a row larger than that is a statement of its own.
+ */
+function statementChunks<T>(rows: T[], maxRows: number, textOf: (row: T) => number): T[][] {
+  const out: T[][] = [];
+  let current: T[] = [];
   let bytes = 0;
   for (const row of rows) {
-    const size = (row.change as { json: string }).json.length;
+    const size = textOf(row);
     if (current.length > 0 && (current.length >= maxRows || bytes + size > MAX_STATEMENT_BYTES)) {
       out.push(current);
       current = [];

@@ -1,0 +1,139 @@
+// cdc-relay with large documents: batches bounded by bytes (--batch-bytes), through the snapshot
+// and the stream, with the relay SIGKILLed in the middle of each and restarted. Fewer documents
+// than the benchmark (bench/large.ts runs 300 × 2 MB and 20 × 15 MB), still large ones.
+import { describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import type { Collection, Document, MongoClient } from 'mongodb';
+import type { TestMongo } from '../support/mongo/index.js';
+import type { TestTarget } from '../support/target.js';
+import {
+  expectConverges,
+  query,
+  relayArgs,
+  spawnRelay,
+  useServers,
+  waitFor,
+  type Servers,
+} from '../support/relay.js';
+
+let servers: Servers;
+let mongo: TestMongo;
+let client: MongoClient;
+let target: TestTarget;
+
+useServers((started) => {
+  servers = started;
+  ({ mongo, client, target } = started);
+});
+
+const MB = 1_000_000;
+
+/** A report with its content inline: one large base64 body and a few small fields. */
+function report(id: number, bytes: number, version = 0): Document {
+  return {
+    _id: id,
+    version,
+    title: `report ${id}`,
+    body: randomBytes(Math.floor((bytes * 3) / 4)).toString('base64'),
+  };
+}
+
+async function insertReports(coll: Collection<Document>, ids: number[], bytes: number) {
+  for (const id of ids) await coll.insertOne(report(id, bytes));
+}
+
+async function rowCount(table: string, where = 'TRUE'): Promise<number> {
+  const name = `"${target.schema}"."${table}"`;
+  const [row] = await query(target, `SELECT count(*) AS n FROM ${name} WHERE ${where}`, [], name);
+  return Number(row!.n);
+}
+
+/**
+ * The relay killed with SIGKILL once `written` holds, then restarted; returns the restarted relay
+ * and what `written` saw just after the kill.
+ */
+async function killMidway(args: string[], written: () => Promise<number>, enough: number) {
+  const first = spawnRelay(['cdc-relay', ...args]);
+  await waitFor(async () => (await written()) >= enough, 'some documents written', 60_000);
+  first.child.kill('SIGKILL');
+  expect(await first.exited).toBeNull();
+  const atKill = await written();
+  return { relay: spawnRelay(['cdc-relay', ...args]), atKill };
+}
+
+describe.runIf(!process.env.TEST_MONGODB_URL)('large documents', () => {
+  it('snapshot and stream of 2 MB documents in batches of a few MB, killed and restarted in each', async () => {
+    const database = mongo.database('large');
+    const coll = client.db(database).collection('reports');
+    // 12 documents of 2 MB; --batch-bytes 2MB makes batches of one document (each batch may
+    // take half the bound, and a batch always takes its first document), so a kill lands in the
+    // middle of the copy and of the stream.
+    await insertReports(
+      coll,
+      Array.from({ length: 12 }, (_, i) => i),
+      2 * MB,
+    );
+    const args = relayArgs(
+      servers,
+      database,
+      '--collection',
+      'reports',
+      '--batch-bytes',
+      '2MB',
+      '--stream-id',
+      'large',
+    );
+    const { relay: copying, atKill } = await killMidway(args, () => rowCount('reports'), 3);
+    expect(atKill).toBeLessThan(12);
+    await expectConverges(coll, target, 'reports', 120_000);
+    expect(copying.output()).toMatch(/resuming from checkpoint/);
+
+    // The stream: new documents, replaced documents (a new body) and deletes, while stopped
+    // and running.
+    copying.child.kill('SIGTERM');
+    expect(await copying.exited).toBe(0);
+    await insertReports(
+      coll,
+      Array.from({ length: 6 }, (_, i) => 100 + i),
+      2 * MB,
+    );
+    for (let id = 0; id < 3; id++)
+      await coll.replaceOne({ _id: id as never }, report(id, 2 * MB, 1));
+    await coll.deleteMany({ _id: { $in: [6, 7] } as never });
+    const stream = await killMidway(args, () => rowCount('reports', "oid LIKE '10_'"), 2);
+    expect(stream.atKill).toBeLessThan(6);
+    const streaming = stream.relay;
+    try {
+      await insertReports(
+        coll,
+        Array.from({ length: 2 }, (_, i) => 200 + i),
+        2 * MB,
+      );
+      await expectConverges(coll, target, 'reports', 120_000);
+      expect(streaming.output()).toMatch(/resuming from checkpoint/);
+    } finally {
+      streaming.child.kill('SIGTERM');
+      expect(await streaming.exited).toBe(0);
+    }
+  }, 300_000);
+
+  it('one document larger than --batch-bytes is a batch of its own, never refused', async () => {
+    const database = mongo.database('huge');
+    const coll = client.db(database).collection('huge');
+    await insertReports(coll, [1], 12 * MB);
+    const relay = spawnRelay([
+      'cdc-relay',
+      ...relayArgs(servers, database, '--collection', 'huge', '--batch-bytes', '1MB'),
+    ]);
+    try {
+      await relay.waitForOutput(/streaming/, 60_000);
+      await insertReports(coll, [2], 12 * MB);
+      await expectConverges(coll, target, 'huge', 120_000);
+    } finally {
+      relay.child.kill('SIGTERM');
+      const code = await relay.exited;
+      if (code !== 0) console.log(relay.output());
+      expect(code).toBe(0);
+    }
+  }, 300_000);
+});
