@@ -31,6 +31,12 @@ export interface HarnessOptions {
    * postBatchResumeToken (mongod's periodicNoopIntervalSecs, default 10 s); 0 turns it off.
    */
   noopIntervalMs?: number;
+  /**
+   * The version buildInfo reports (default 7.0.14). Before 6.0.9 (and on 6.1-6.3) the server
+   * has no $changeStreamSplitLargeEvent (added in 7.0, backported to 6.0.9; MongoDB manual): the
+   * stage then fails as unrecognized (40324), and an event over 16 MB fails with 10334.
+   */
+  version?: string;
 }
 
 /** An in-process shorthand for a `configureFailPoint` command (see failCommand()). */
@@ -107,6 +113,7 @@ export class MongoHarness {
   private replicaSet = true;
   private noopIntervalMs = DEFAULT_NOOP_INTERVAL_MS;
   private noopTimer: NodeJS.Timeout | null = null;
+  private version = SERVER_VERSION;
 
   static async start(options: HarnessOptions = {}): Promise<MongoHarness> {
     const harness = new MongoHarness();
@@ -119,6 +126,7 @@ export class MongoHarness {
     this.replicaSet = options.replicaSet ?? true;
     this.noopIntervalMs = options.noopIntervalMs ?? DEFAULT_NOOP_INTERVAL_MS;
     this.startNoopWriter();
+    this.version = options.version ?? SERVER_VERSION;
     this.server = net.createServer((socket) => this.accept(socket));
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
@@ -438,8 +446,8 @@ export class MongoHarness {
       case 'buildInfo':
       case 'buildinfo':
         return {
-          version: SERVER_VERSION,
-          versionArray: SERVER_VERSION.split('.').map(Number).concat(0),
+          version: this.version,
+          versionArray: this.version.split('.').map(Number).concat(0),
           maxBsonObjectSize: 16 * 1024 * 1024,
           ok: 1,
         };
@@ -712,6 +720,14 @@ export class MongoHarness {
   ): Document {
     if (!this.replicaSet) {
       throw new CommandError(40573, 'The $changeStream stage is only supported on replica sets');
+    }
+    const [major = 0, minor = 0, patch = 0] = this.version.split('.').map(Number);
+    const splits = major >= 7 || (major === 6 && minor === 0 && patch >= 9);
+    if (!splits && stages.some((s) => '$changeStreamSplitLargeEvent' in s)) {
+      throw new CommandError(
+        40324,
+        "Unrecognized pipeline stage name: '$changeStreamSplitLargeEvent'",
+      );
     }
     const cluster = stage.allChangesForCluster === true;
     if (cluster && db !== 'admin') {
