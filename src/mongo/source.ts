@@ -1,6 +1,7 @@
 // Reading a change stream in batches: up to `batchSize` events or `batchBytes` of them, waiting at
-// most `batchWaitMs` after the first, a collection- or database-wide event always last in its batch. Reopens past
-// `invalidate` with `startAfter`, as the design asks.
+// most `batchWaitMs` after the first, a collection- or database-wide event always last in its
+// batch. Reopens past `invalidate` with `startAfter`, as the design asks. Events over 16 MB arrive
+// split into fragments ($changeStreamSplitLargeEvent, MongoDB 7.0 and 6.0.9+) and leave here whole.
 import { BSON, type Timestamp, type ChangeStream, type Document, type MongoClient } from 'mongodb';
 import { explainMongoError } from './errors.js';
 import { READ_BSON } from './connect.js';
@@ -32,11 +33,75 @@ export interface SourceBatch {
   position: StreamPosition | null;
 }
 
+/**
+ * Whether a server of this `versionArray` (buildInfo) has $changeStreamSplitLargeEvent: 7.0 on,
+ * and 6.0 from 6.0.9 (backported; the 6.1-6.3 rapid releases lack it).
+ */
+export function supportsSplitEvents(versionArray: readonly number[]): boolean {
+  const [major = 0, minor = 0, patch = 0] = versionArray;
+  return major >= 7 || (major === 6 && minor === 0 && patch >= 9);
+}
+
+/**
+ * One change event from its $changeStreamSplitLargeEvent fragments, in order: the top-level
+ * fields of each (the server splits at top-level fields), without `splitEvent`, and the `_id`
+ * of the last, the token after which the whole event is read.
+ */
+export function mergeFragments(fragments: readonly Document[]): Document {
+  const event: Document = {};
+  for (const fragment of fragments) {
+    const { splitEvent: _split, ...fields } = fragment;
+    Object.assign(event, fields);
+  }
+  return event;
+}
+
+/** Collects the fragments of a split event; hands back the whole event with its last one. */
+export class FragmentAssembler {
+  private fragments: Document[] = [];
+
+  /** True while an event is only partly read: a batch must not close then. */
+  get partial(): boolean {
+    return this.fragments.length > 0;
+  }
+
+  /** The event itself when not a fragment, the merged event at its last fragment, else null. */
+  add(event: Document): Document | null {
+    const split = event.splitEvent as { fragment: unknown; of: unknown } | undefined;
+    if (!split) {
+      if (this.partial) throw this.broken(`an unsplit event`);
+      return event;
+    }
+    const fragment = Number(split.fragment);
+    const of = Number(split.of);
+    if (fragment !== this.fragments.length + 1) {
+      throw this.broken(`fragment ${fragment} of ${of}`);
+    }
+    this.fragments.push(event);
+    if (fragment < of) return null;
+    const whole = mergeFragments(this.fragments);
+    this.fragments = [];
+    return whole;
+  }
+
+  private broken(got: string): Error {
+    const had = this.fragments.length;
+    this.fragments = [];
+    return new Error(
+      `a split change event arrived out of order: ${got} after ${had} fragment(s) of another; the stream reopens at the last whole event`,
+    );
+  }
+}
+
 export const CONTROL_OPERATIONS = new Set(['drop', 'rename', 'dropDatabase', 'invalidate']);
 
 export class ChangeSource {
   private stream: ChangeStream | null = null;
   private position: StreamPosition | null = null;
+  /** Where the stream is to start, until its first read creates it. */
+  private opened: StreamPosition | null = null;
+  /** Whether the server splits large events; asked once, at the first read. */
+  private splitEvents: boolean | null = null;
 
   constructor(
     private readonly client: MongoClient,
@@ -49,7 +114,7 @@ export class ChangeSource {
   }
 
   /** The relay's own stages: only the collections asked for, plus events that end a stream. */
-  private pipeline(): Document[] {
+  private pipeline(splitEvents: boolean): Document[] {
     const { collections, filter } = this.options;
     const stages: Document[] = [];
     if (collections && collections.length > 1) {
@@ -64,11 +129,26 @@ export class ChangeSource {
         },
       });
     }
-    return [...stages, ...filter];
+    // The server requires the split stage last, after the user's --filter.
+    const split = splitEvents ? [{ $changeStreamSplitLargeEvent: {} }] : [];
+    return [...stages, ...filter, ...split];
   }
 
+  /** Opens at `position`; the stream itself is created at the first read (ensureStream()). */
   open(position: StreamPosition): void {
     this.position = position;
+    this.opened = position;
+  }
+
+  private async ensureStream(): Promise<ChangeStream> {
+    if (this.stream) return this.stream;
+    const position = this.opened;
+    if (!position) throw new Error('ChangeSource.next() before open()');
+    if (this.splitEvents === null) {
+      const info = await this.client.db('admin').command({ buildInfo: 1 });
+      const versionArray = (info.versionArray as unknown[] | undefined)?.map(Number) ?? [];
+      this.splitEvents = supportsSplitEvents(versionArray);
+    }
     const { database, collections, fullDocument, batchSize, batchWaitMs } = this.options;
     const options = {
       ...position,
@@ -78,26 +158,35 @@ export class ChangeSource {
       ...READ_BSON,
     };
     const db = this.client.db(database);
+    const pipeline = this.pipeline(this.splitEvents);
     this.stream =
       collections?.length === 1
-        ? db.collection(collections[0]!).watch(this.pipeline(), options)
-        : db.watch(this.pipeline(), options);
+        ? db.collection(collections[0]!).watch(pipeline, options)
+        : db.watch(pipeline, options);
+    return this.stream;
   }
 
   /** The next batch of events; an empty one after `batchWaitMs` without any. */
   async next(): Promise<SourceBatch> {
-    const stream = this.stream;
-    if (!stream) throw new Error('ChangeSource.next() before open()');
     const events: Document[] = [];
+    // Local to one read: a batch never ends inside a split event, and a read that fails midway
+    // leaves the position at the last whole event, where the reopened stream starts again.
+    const assembler = new FragmentAssembler();
     const started = Date.now();
     // A batch closes when full, or batchWaitMs after its first event: under steady load a read
     // never comes back empty, so waiting for one would hold events until the batch is full.
     let firstAt = 0;
     let bytes = 0;
+    let stream: ChangeStream;
     try {
-      while (events.length < this.options.batchSize && bytes < this.options.batchBytes) {
-        if (events.length > 0 && Date.now() - firstAt >= this.options.batchWaitMs) break;
-        const event = await stream.tryNext();
+      stream = await this.ensureStream();
+      const full = () =>
+        events.length >= this.options.batchSize || bytes >= this.options.batchBytes;
+      while (!full() || assembler.partial) {
+        const waited = Date.now() - (events.length > 0 ? firstAt : started);
+        if (!assembler.partial && events.length > 0 && waited >= this.options.batchWaitMs) break;
+        const read = await stream.tryNext();
+        const event = read && assembler.add(read);
         if (event) {
           if (events.length === 0) firstAt = Date.now();
           events.push(event);
@@ -105,7 +194,8 @@ export class ChangeSource {
           if (CONTROL_OPERATIONS.has(event.operationType)) break;
           continue;
         }
-        if (events.length > 0 || Date.now() - started >= this.options.batchWaitMs) break;
+        if (read || assembler.partial) continue;
+        if (events.length > 0 || waited >= this.options.batchWaitMs) break;
       }
     } catch (error) {
       throw explainMongoError(error, this.where);
@@ -123,6 +213,7 @@ export class ChangeSource {
   async close(): Promise<void> {
     const stream = this.stream;
     this.stream = null;
+    this.opened = null;
     await stream?.close().catch(() => {});
   }
 }
