@@ -119,6 +119,19 @@ function fatalStreamError(where: string, error: MongoServerError): RelayError {
   );
 }
 
+/**
+ * 10334 BSONObjectTooLarge: a change event (the document with its full document or pre-image)
+ * over 16 MB on a server without $changeStreamSplitLargeEvent, or one whose single field is over
+ * it. The server names only the event's resume token ("First element: _id: ..."), not the
+ * document's _id, so the sentence quotes its message.
+ */
+function tooLargeEvent(where: string, error: MongoServerError): RelayError {
+  return new RelayError(
+    `a change event of ${where} is larger than MongoDB's 16 MB limit (error 10334: ${error.message}), and this MongoDB cannot split it: upgrade MongoDB to 6.0.9+ or 7.0 (the relay then reads large events in fragments and reassembles them), or shrink that document, or use --full-document patch or a --filter that projects out its large fields (e.g. {"$unset": "fullDocument.<field>"})`,
+    { cause: error },
+  );
+}
+
 /** A MongoDB that is no replica set: what is wrong and how to fix it. */
 export function standaloneError(where: string): ConfigError {
   return new ConfigError(
@@ -150,6 +163,8 @@ export function explainMongoError(error: unknown, where: string): unknown {
       return new ConfigError(
         `--full-document required: MongoDB has no post-image for a change in ${where} (error 47: ${error.message}). Post-images exist only once the collection has changeStreamPreAndPostImages enabled (db.runCommand({collMod: '<collection>', changeStreamPreAndPostImages: {enabled: true}})) and only for changes made since; enable it, or use --full-document updateLookup or whenAvailable`,
       );
+    case 10334:
+      return tooLargeEvent(where, error);
     case 20:
       if (/changeStream|not permitted/i.test(error.message)) {
         return new ConfigError(

@@ -57,6 +57,14 @@ describe('explainMongoError', () => {
     [serverError(9, 'unknown operator: $foo'), ConfigError, /--filter is not a valid pipeline/],
     [
       serverError(
+        10334,
+        'BSONObj size: 20971600 (0x1400050) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: { _data: "8265A1" }',
+      ),
+      RelayError,
+      /change event of shop\.orders is larger than MongoDB's 16 MB limit \(error 10334: .*First element: _id: \{ _data: "8265A1" \}\).*upgrade MongoDB to 6\.0\.9\+ or 7\.0.*shrink that document.*--full-document patch.*--filter that projects out/,
+    ],
+    [
+      serverError(
         47,
         'Change stream was configured to require a post-image for all update events, but the post-image was not found for event',
       ),
