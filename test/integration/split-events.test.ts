@@ -71,7 +71,17 @@ describe('change events over 16 MB', () => {
     await client.db(database).createCollection('big');
     // --batch-size 1: one fragment per getMore. The harness does not yet cap a reply at 16 MB as
     // a server does, and a larger reply of several fragments arrives corrupt.
-    const args = relayArgs(servers, database, '--collection', 'big', '--batch-size', '1');
+    // CrateDB indexes a TEXT sub-column only up to 32766 bytes (it dead-letters longer strings):
+    // the large fields go into an unindexed object there.
+    const args = relayArgs(
+      servers,
+      database,
+      '--collection',
+      'big',
+      '--batch-size',
+      '1',
+      ...(target.dialect === 'cratedb' ? ['--object-policy', 'ignored'] : []),
+    );
     const first = await startRelay(args);
     await largeUpdate(database, 1);
     await waitFor(
