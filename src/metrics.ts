@@ -89,6 +89,11 @@ export class RelayMetrics {
     labelNames: ['side'],
     registers: [this.registry],
   });
+  readonly mongoReconnects = new Counter({
+    name: 'relay_mongodb_reconnects_total',
+    help: 'Times the MongoDB client was connected anew after 10 s of failed operations',
+    registers: [this.registry],
+  });
   readonly outageSeconds = new Counter({
     name: 'relay_outage_seconds_total',
     help: 'Time spent in outages per side',

@@ -50,10 +50,16 @@ export class RelayContext {
     });
   }
 
-  /** Runs a MongoDB operation, retrying transient faults with backoff. */
+  /**
+   * Runs a MongoDB operation, retrying transient faults with backoff. An operation that was in
+   * flight when the client was connected anew (reconnectIfStuck) is retried whatever its error:
+   * closing the client ended it.
+   */
   mongo<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    let startedOn = this.mongoConnection;
     const attempt = async () => {
       await this.reconnectIfStuck();
+      startedOn = this.mongoConnection;
       try {
         const result = await fn();
         this.mongoFailingSince = null;
@@ -65,17 +71,30 @@ export class RelayContext {
     };
     return withRetry(attempt, {
       what: 'MongoDB',
-      isTransient: isTransientMongoError,
+      isTransient: (error) => isTransientMongoError(error) || startedOn !== this.mongoConnection,
       log: this.log,
       signal,
       ...this.health.retrying('mongodb'),
     });
   }
 
+  /**
+   * How many times the client was closed to be connected anew. Closing it closes every cursor
+   * and change stream opened on it, by any job: one opened under an earlier count is gone and
+   * must be opened again (a read from it fails with "Cursor is exhausted", which is no fault of
+   * MongoDB's and would not be retried).
+   */
+  get mongoConnection(): number {
+    return this.reconnects;
+  }
+
+  private reconnects = 0;
   /** When MongoDB operations started failing with no success since; null while they pass. */
   private mongoFailingSince: number | null = null;
   /** The client was closed to be connected anew, and connecting has not succeeded yet. */
   private mongoClosed = false;
+  /** The reconnect under way: every job waits for it rather than use a client being closed. */
+  private reconnecting: Promise<void> | null = null;
 
   /**
    * Connects the client anew after MongoDB operations have failed for MONGO_STUCK_MS. A client
@@ -83,16 +102,25 @@ export class RelayContext {
    * monitor waits forever for 'drain' when its hello is written to a socket that the server's
    * drop of every connection has destroyed but whose 'close' has not run yet; no server is
    * selected again. A new connection starts a new monitor; for a server that is really down it
-   * costs one more failed connect.
+   * costs one more failed connect. The copy of a renamed-in collection runs beside the stream,
+   * so two jobs can get here at once: they share one reconnect.
    */
   private async reconnectIfStuck(): Promise<void> {
+    if (this.reconnecting) return this.reconnecting;
     const since = this.mongoFailingSince;
     if (!this.mongoClosed && (since === null || Date.now() - since < MONGO_STUCK_MS)) return;
+    this.reconnecting = this.reconnect(since).finally(() => (this.reconnecting = null));
+    return this.reconnecting;
+  }
+
+  private async reconnect(since: number | null): Promise<void> {
     if (!this.mongoClosed) {
       this.log.warn(
         `MongoDB operations have failed for ${Math.round((Date.now() - since!) / 1000)}s; connecting to MongoDB anew`,
       );
       this.mongoClosed = true;
+      this.reconnects++;
+      this.metrics.mongoReconnects.inc();
       await this.client.close().catch(() => undefined);
     }
     await this.client.connect();

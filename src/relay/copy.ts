@@ -73,7 +73,10 @@ async function copyCollection(
 ): Promise<boolean> {
   const { client, options } = ctx;
   let batches: AsyncGenerator<Document[]> | null = null;
+  /** The client's connection the cursor was opened on; connecting anew closed it. */
+  let openedOn = ctx.mongoConnection;
   const open = async () => {
+    openedOn = ctx.mongoConnection;
     const resume = await resumeAfter(client, options.database, collection, state.lastId);
     if (resume.mixedTypes) {
       ctx.log.warn(
@@ -87,6 +90,10 @@ async function copyCollection(
   const read = () =>
     ctx.mongo(async () => {
       try {
+        if (openedOn !== ctx.mongoConnection) {
+          await batches?.return(undefined).catch(() => undefined);
+          batches = null;
+        }
         batches ??= await open();
         return await batches.next();
       } catch (error) {

@@ -23,12 +23,15 @@ export async function streamChanges(
   /** Position after the last batch read: where a stream reopened after a fault continues. */
   let lastReadPosition: StreamPosition | null = null;
   let reopen = false;
+  /** The client's connection the stream was opened on; connecting anew closed it. */
+  let openedOn = ctx.mongoConnection;
   const read = () =>
     ctx.mongo(async () => {
-      if (reopen) {
+      if (reopen || openedOn !== ctx.mongoConnection) {
         await source.close();
         source.open(lastReadPosition ?? position);
         reopen = false;
+        openedOn = ctx.mongoConnection;
       }
       try {
         const batch = await source.next();

@@ -1,7 +1,7 @@
 // cdc-relay when MongoDB itself fails for a while: errors the driver hands to the application
 // (its own resume failed, or a cursor was lost) are retried with backoff, /healthz says so, and
 // no change event is lost or written twice.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import type { Collection, Document, MongoClient } from 'mongodb';
 import type { TestMongo } from '../support/mongo/index.js';
 import { freePort } from '../support/postgres.js';
@@ -14,6 +14,7 @@ import {
   tableRows,
   useServers,
   waitFor,
+  type RunningRelay,
   type Servers,
 } from '../support/relay.js';
 
@@ -30,6 +31,24 @@ useServers((started) => {
 async function healthz(port: number): Promise<{ status: number; body: Document }> {
   const response = await fetch(`http://127.0.0.1:${port}/healthz`);
   return { status: response.status, body: (await response.json()) as Document };
+}
+
+/** Stops the relay, which must still be running, and returns its stats. */
+async function stopRunning(relay: RunningRelay) {
+  let ended = false;
+  const settled = () => (ended = true);
+  void relay.done.then(settled, settled);
+  await new Promise((r) => setTimeout(r, 100));
+  expect(ended).toBe(false);
+  await relay.stop();
+  return (await relay.done).stats;
+}
+
+/** The value of a metric on /metrics, its labels written as served: `name{side="mongodb"}`. */
+async function metric(port: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.slice(name.length + 1)) : Number.NaN;
 }
 
 /**
@@ -72,12 +91,7 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('MongoDB faults the driver gives u
     await writing;
     await expectConverges(coll, target, 'r', 60_000);
     await waitFor(async () => (await healthz(port)).status === 200, 'healthy again', 30_000);
-    let ended = false;
-    void relay.done.finally(() => (ended = true));
-    await new Promise((r) => setTimeout(r, 100));
-    expect(ended).toBe(false);
-    await relay.stop();
-    expect((await relay.done).stats.eventsWritten).toBe(300);
+    expect((await stopRunning(relay)).eventsWritten).toBe(300);
   }, 90_000);
 
   it('re-opens a snapshot cursor lost mid-copy (CursorNotFound, QueryPlanKilled) after the last _id written', async () => {
@@ -99,14 +113,60 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('MongoDB faults the driver gives u
       mongo.harness!.failCommand('getMore', { code, times: 1 });
     }
     await expectConverges(coll, target, 'c', 60_000);
-    let ended = false;
-    void relay.done.finally(() => (ended = true));
-    await new Promise((r) => setTimeout(r, 100));
-    expect(ended).toBe(false);
-    await relay.stop();
-    expect((await relay.done).stats.snapshotDocs).toBe(3000);
+    expect((await stopRunning(relay)).snapshotDocs).toBe(3000);
   }, 90_000);
 });
+
+describe.runIf(!process.env.TEST_MONGODB_URL)(
+  'MongoDB connected anew while two jobs use it',
+  () => {
+    it('the stream goes on after a rename copy that outlasted a MongoDB fault', async () => {
+      // A whole-database relay copies a renamed-in collection while its change stream waits. The
+      // copy's reads fail (find and getMore on that namespace only) until the relay has connected
+      // to MongoDB anew, which closes every cursor of its client, the waiting stream's too.
+      const database = mongo.database('reconnect');
+      const db = client.db(database);
+      await db
+        .collection('incoming')
+        .insertMany(Array.from({ length: 300 }, (_, i) => ({ _id: i as never, n: i })));
+      const renamed = db.collection('renamed');
+      await renamed.insertOne({ _id: -1 as never, stale: true });
+      const port = await freePort();
+      const relay = await startRelay(
+        relayArgs(servers, database, '--on-drop', 'truncate', '--metrics-port', String(port)),
+      );
+      onTestFinished(async () => {
+        mongo.harness!.configureFailPoint({ configureFailPoint: 'failCommand', mode: 'off' });
+        await relay.stop().catch(() => undefined);
+      });
+      await expectConverges(renamed, target);
+      mongo.harness!.configureFailPoint({
+        configureFailPoint: 'failCommand',
+        mode: 'alwaysOn',
+        data: {
+          failCommands: ['find', 'getMore'],
+          namespace: `${database}.renamed`,
+          errorCode: 91,
+          appName: 'relay',
+        },
+      });
+      await db.collection('incoming').rename('renamed', { dropTarget: true });
+      await waitFor(
+        async () => (await metric(port, 'relay_mongodb_reconnects_total')) >= 1,
+        'the relay to connect to MongoDB anew',
+        60_000,
+        250,
+      );
+      mongo.harness!.configureFailPoint({ configureFailPoint: 'failCommand', mode: 'off' });
+      await expectConverges(renamed, target, 'renamed', 30_000);
+      // Written once the copy is done: only the stream brings these.
+      await renamed.insertOne({ _id: 1000 as never, after: true });
+      await renamed.updateOne({ _id: 0 as never }, { $set: { after: true } });
+      await expectConverges(renamed, target);
+      await stopRunning(relay);
+    }, 90_000);
+  },
+);
 
 describe('a collection that does not exist yet', () => {
   it('is waited for: the relay starts, copies nothing, and follows it from its first write', async () => {
