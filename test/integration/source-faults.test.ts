@@ -117,6 +117,115 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('MongoDB faults the driver gives u
   }, 90_000);
 });
 
+/**
+ * MongoDB stopped for longer than the driver hides it. A change stream whose getMore fails on a
+ * closed connection first waits serverSelectionTimeoutMS (10 s here) to kill its cursor, then as
+ * long again to select a server for its own resume (node-mongodb-native 7.9,
+ * ChangeStream._processErrorIteratorMode): the relay sees the error after about 20 s. Its own
+ * retry then waits for a server while MongoDB is still down, and either gets it once MongoDB is
+ * back or, when the driver's monitor hung on the dropped connection (about one stop in two),
+ * fails at 30 s and connects anew (MONGO_STUCK_MS). 25 s, not the issue's 30, covers all of it;
+ * longer adds waiting, not code paths.
+ */
+const OUTAGE_MS = 25_000;
+
+/**
+ * Fail points: the server answers at once, so the driver hands each error to the relay without
+ * waiting. The fault outlasts MONGO_STUCK_MS (10 s), so the relay connects anew while it still
+ * fails; its backoff then retries about 22 s after the first failure, whether the fault lasted
+ * 13 s or 20 s, so the issue's 20 s costs nothing over the shortest that covers the same paths.
+ */
+const FAIL_POINT_MS = 20_000;
+
+const outages = 'relay_outages_total{side="mongodb"}';
+
+describe.runIf(!process.env.TEST_MONGODB_URL)(
+  'MongoDB down for longer than the driver waits',
+  () => {
+    it('survives MongoDB stopped and started again on the same port', async () => {
+      const database = mongo.database('restart');
+      const coll = client.db(database).collection('restarted');
+      await client.db(database).createCollection('restarted');
+      const port = await freePort();
+      const relay = await startRelay(
+        relayArgs(servers, database, '--collection', 'restarted', '--metrics-port', String(port)),
+      );
+      onTestFinished(async () => {
+        await mongo.harness!.start();
+        await relay.stop().catch(() => undefined);
+      });
+      await writeEvents(coll, 0, 50);
+      await expectConverges(coll, target, 'restarted');
+      await waitFor(async () => (await healthz(port)).status === 200, 'healthy');
+      const stoppedAt = Date.now();
+      await mongo.harness!.stop();
+      await waitFor(
+        async () => (await healthz(port)).status === 503,
+        'unhealthy while MongoDB is down',
+        30_000,
+      );
+      // The driver gave up and the relay retries on its own.
+      await waitFor(async () => (await metric(port, outages)) >= 1, 'an outage counted', 30_000);
+      await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_MS - (Date.now() - stoppedAt))));
+      await mongo.harness!.start();
+      await writeEvents(coll, 50, 50);
+      await expectConverges(coll, target, 'restarted', 60_000);
+      await waitFor(async () => (await healthz(port)).status === 200, 'healthy again', 30_000);
+      expect((await stopRunning(relay)).eventsWritten).toBe(200);
+    }, 150_000);
+
+    it('survives getMore and aggregate failing for the relay (failCommand, code 91)', async () => {
+      const database = mongo.database('failpoint');
+      const coll = client.db(database).collection('failed');
+      await client.db(database).createCollection('failed');
+      const port = await freePort();
+      const relay = await startRelay(
+        relayArgs(servers, database, '--collection', 'failed', '--metrics-port', String(port)),
+      );
+      onTestFinished(async () => {
+        mongo.harness!.configureFailPoint({ configureFailPoint: 'failCommand', mode: 'off' });
+        await relay.stop().catch(() => undefined);
+      });
+      await writeEvents(coll, 0, 50);
+      await expectConverges(coll, target, 'failed');
+      await waitFor(async () => (await healthz(port)).status === 200, 'healthy');
+      // appName 'relay' is the relay's (src/mongo/connect.ts): this test's client goes on writing,
+      // and the events written meanwhile must arrive once the fault is over.
+      mongo.harness!.configureFailPoint({
+        configureFailPoint: 'failCommand',
+        mode: 'alwaysOn',
+        data: { failCommands: ['getMore', 'aggregate'], errorCode: 91, appName: 'relay' },
+      });
+      const failingSince = Date.now();
+      await writeEvents(coll, 50, 50);
+      await waitFor(
+        async () => (await healthz(port)).status === 503,
+        'unhealthy while the fail point is on',
+        30_000,
+      );
+      await new Promise((r) =>
+        setTimeout(r, Math.max(0, FAIL_POINT_MS - (Date.now() - failingSince))),
+      );
+      expect(await metric(port, 'relay_mongodb_reconnects_total')).toBeGreaterThanOrEqual(1);
+      mongo.harness!.configureFailPoint({ configureFailPoint: 'failCommand', mode: 'off' });
+      await expectConverges(coll, target, 'failed', 60_000);
+      await waitFor(async () => (await healthz(port)).status === 200, 'healthy again', 30_000);
+      expect(await metric(port, outages)).toBe(1);
+      expect((await stopRunning(relay)).eventsWritten).toBe(200);
+    }, 150_000);
+
+    it('leaves nothing behind: a relay started next in the same process copies and streams', async () => {
+      const database = mongo.database('after');
+      const coll = client.db(database).collection('after');
+      await coll.insertMany([{ _id: 1 as never }, { _id: 2 as never }]);
+      const relay = await startRelay(relayArgs(servers, database, '--collection', 'after'));
+      await coll.insertOne({ _id: 3 as never });
+      await expectConverges(coll, target, 'after');
+      await stopRunning(relay);
+    });
+  },
+);
+
 describe.runIf(!process.env.TEST_MONGODB_URL)(
   'MongoDB connected anew while two jobs use it',
   () => {
