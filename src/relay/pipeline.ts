@@ -24,7 +24,7 @@ export class Relay {
   readonly ready = new Promise<void>((resolve) => (this.markReady = resolve));
 
   constructor(client: MongoClient, writer: TargetWriter, options: RelayOptions, log: Logger) {
-    const health = new RelayHealth(this.metrics, this.stats, writer.db);
+    const health = new RelayHealth(this.metrics, this.stats, writer.db, client);
     this.ctx = new RelayContext(client, writer, options, log, this.stats, this.metrics, health);
   }
 
