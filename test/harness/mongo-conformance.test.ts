@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   Binary,
+  Code,
   type Collection,
   Decimal128,
   Long,
@@ -679,6 +680,228 @@ describe('renames onto an existing collection', () => {
     expect(invalidate!.operationType).toBe('invalidate');
     expect(await output.find().toArray()).toEqual([{ _id: 2, n: 2 }]);
     await onOutput.close();
+  });
+});
+
+describe('renames across databases', () => {
+  // Sources: mongodb/mongo src/mongo/db/catalog/rename_collection.cpp
+  // (renameCollectionAcrossDatabases: a temporary collection tmp%%%%%.renameCollection in the
+  // target database with a new UUID, the indexes built on it while empty, every document inserted
+  // without fromMigrate, a rename within the target database, then a drop of the source),
+  // jstests/change_streams/ddl_rename_cross_db.js and whole_db_metadata_notifications.js (what
+  // streams on each side see), change_stream_filter_helpers.cpp (renames matched by `o.to`).
+  const TEMP = /^tmp[0-9A-Za-z]{5}\.renameCollection$/;
+  const admin = () => client.db('admin');
+
+  it('is a drop on the source side and, on the target side, a copy renamed onto the target', async () => {
+    const srcDb = client.db(mongo.database('from'));
+    const dstDb = client.db(mongo.database('into'));
+    const source = srcDb.collection<Document>('source');
+    const target = dstDb.collection<Document>('target');
+    await source.insertMany([
+      { _id: 1 as never, a: 1 },
+      { _id: 2 as never, a: 2 },
+    ]);
+    await source.createIndex({ a: 1 }, { name: 'a_1' });
+    await target.insertOne({ _id: 9 as never, old: true });
+    const [sourceInfo] = await srcDb.listCollections({ name: 'source' }).toArray();
+    const onSource = await openStream(source.watch());
+    const onSourceDb = await openStream(srcDb.watch());
+    const onTarget = await openStream(target.watch());
+    const onTargetDb = await openStream(dstDb.watch([], { showExpandedEvents: true }));
+    const onTargetDbPlain = await openStream(dstDb.watch());
+    await admin().command({
+      renameCollection: source.namespace,
+      to: target.namespace,
+      dropTarget: true,
+    });
+    await target.insertOne({ _id: 3 as never });
+    await srcDb.collection('marker').insertOne({ _id: 0 as never });
+
+    // The source side sees a drop, never a rename.
+    const [dropped, invalidated] = await take(onSource, 2);
+    expect(dropped).toMatchObject({
+      operationType: 'drop',
+      ns: { db: srcDb.databaseName, coll: 'source' },
+    });
+    expect(invalidated!.operationType).toBe('invalidate');
+    const [dbDrop, marker] = await take(onSourceDb, 2);
+    expect(dbDrop).toMatchObject({ operationType: 'drop', ns: { coll: 'source' } });
+    expect(marker).toMatchObject({ operationType: 'insert', ns: { coll: 'marker' } });
+
+    // A stream on the target sees the rename from the temporary collection, and is invalidated.
+    const [renamed, invalidate] = await take(onTarget, 2);
+    expect(renamed).toMatchObject({
+      operationType: 'rename',
+      ns: { db: dstDb.databaseName },
+      to: { db: dstDb.databaseName, coll: 'target' },
+    });
+    expect(renamed!.ns.coll).toMatch(TEMP);
+    expect(invalidate!.operationType).toBe('invalidate');
+
+    // The target database's stream sees the whole copy, then the rename, then later writes.
+    const events = await take(onTargetDb, 6);
+    expect(events.map((e) => e.operationType)).toEqual([
+      'create',
+      'createIndexes',
+      'insert',
+      'insert',
+      'rename',
+      'insert',
+    ]);
+    const temp = events[0]!.ns.coll as string;
+    expect(temp).toMatch(TEMP);
+    expect(events.slice(0, 5).every((e) => e.ns.coll === temp)).toBe(true);
+    expect(events[1]!.operationDescription.indexes[0].name).toBe('a_1');
+    expect(events.slice(2, 4).map((e) => e.fullDocument)).toEqual([
+      { _id: 1, a: 1 },
+      { _id: 2, a: 2 },
+    ]);
+    const rename = events[4]!;
+    expect(rename).toMatchObject({
+      to: { db: dstDb.databaseName, coll: 'target' },
+      operationDescription: { to: { db: dstDb.databaseName, coll: 'target' } },
+    });
+    expect(rename.operationDescription.dropTarget?.constructor?.name).toMatch(/^(UUID|Binary)$/);
+    expect(events[5]).toMatchObject({ ns: { coll: 'target' }, documentKey: { _id: 3 } });
+    // The copy is a new collection: a UUID of its own, kept by the rename.
+    const uuid = events[0]!.collectionUUID;
+    expect(events.every((e) => String(e.collectionUUID) === String(uuid))).toBe(true);
+    expect(String(uuid)).not.toBe(String((sourceInfo as Document).info.uuid));
+    const plain = await take(onTargetDbPlain, 4);
+    expect(plain.map((e) => `${e.operationType} ${e.ns.coll}`)).toEqual([
+      `insert ${temp}`,
+      `insert ${temp}`,
+      `rename ${temp}`,
+      'insert target',
+    ]);
+
+    expect(await target.find().toArray()).toEqual([{ _id: 1, a: 1 }, { _id: 2, a: 2 }, { _id: 3 }]);
+    expect((await target.indexes()).map((i) => i.name)).toContain('a_1');
+    expect(await srcDb.listCollections({ name: 'source' }).toArray()).toEqual([]);
+    for (const stream of [onSource, onSourceDb, onTarget, onTargetDb, onTargetDbPlain]) {
+      await stream.close();
+    }
+  });
+
+  it('refuses an existing target without dropTarget (48) before writing anything', async () => {
+    const srcDb = client.db(mongo.database('from'));
+    const dstDb = client.db(mongo.database('into'));
+    const source = srcDb.collection<Document>('source');
+    await source.insertOne({ _id: 1 as never });
+    await dstDb.collection('taken').insertOne({ _id: 1 as never });
+    const onFresh = await openStream(
+      dstDb.collection('fresh').watch([], { showExpandedEvents: true }),
+    );
+    const onTargetDb = await openStream(dstDb.watch());
+    await expect(
+      admin().command({ renameCollection: source.namespace, to: `${dstDb.databaseName}.taken` }),
+    ).rejects.toMatchObject({ code: 48 });
+    await admin().command({
+      renameCollection: source.namespace,
+      to: `${dstDb.databaseName}.fresh`,
+    });
+
+    // A stream on a collection that did not exist sees the rename onto it (no dropTarget).
+    const [renamed, invalidate] = await take(onFresh, 2);
+    expect(renamed).toMatchObject({
+      operationType: 'rename',
+      to: { db: dstDb.databaseName, coll: 'fresh' },
+    });
+    expect(renamed!.ns.coll).toMatch(TEMP);
+    expect(renamed!.operationDescription).not.toHaveProperty('dropTarget');
+    expect(invalidate!.operationType).toBe('invalidate');
+    // Only the successful rename's copy: the refused one wrote nothing.
+    const [insert, rename] = await take(onTargetDb, 2);
+    expect(insert).toMatchObject({ operationType: 'insert', documentKey: { _id: 1 } });
+    expect(rename).toMatchObject({ operationType: 'rename', to: { coll: 'fresh' } });
+    expect(await dstDb.collection('fresh').find().toArray()).toEqual([{ _id: 1 }]);
+    await onFresh.close();
+    await onTargetDb.close();
+  });
+});
+
+describe('collections a database stream does not show, and those it does', () => {
+  it("shows $out's temporary collection: its inserts, then the rename onto the target", async () => {
+    // DocumentSourceOut writes into tmp.agg_out.<UUID> through MongoProcessInterface::insert,
+    // which is write_ops_exec::performInserts, ordinary logged inserts (no fromMigrate), and
+    // kRegexAllCollections does not leave tmp.* out (non_shardsvr_process_interface.cpp,
+    // document_source_out.cpp, change_stream_filter_helpers.cpp).
+    const db = client.db(mongo.database());
+    const input = db.collection<Document>('input');
+    await input.insertMany([
+      { _id: 1 as never, n: 1 },
+      { _id: 2 as never, n: 2 },
+    ]);
+    await db.collection('output').insertOne({ _id: 9 as never });
+    const onDb = await openStream(db.watch());
+    await input.aggregate([{ $out: 'output' }]).toArray();
+    await db.collection('after').insertOne({ _id: 0 as never });
+    const events = await take(onDb, 4);
+    const temp = events[0]!.ns.coll as string;
+    expect(temp).toMatch(/^tmp\.agg_out\./);
+    expect(events.map((e) => `${e.operationType} ${e.ns.coll}`)).toEqual([
+      `insert ${temp}`,
+      `insert ${temp}`,
+      `rename ${temp}`,
+      'insert after',
+    ]);
+    expect(events[2]!.to).toEqual({ db: db.databaseName, coll: 'output' });
+    await onDb.close();
+  });
+
+  it('shows $merge as ordinary writes to its target: no temporary collection, no rename', async () => {
+    // MergeProcessor (document_source_merge.cpp, merge_processor.cpp) writes into the target:
+    // whenMatched merge is an upsert of {$set: doc}, replace an upserted replacement,
+    // keepExisting an upsert of {$setOnInsert: doc}; an update that changes nothing is not logged.
+    const db = client.db(mongo.database());
+    const source = db.collection<Document>('source');
+    const dest = db.collection<Document>('dest');
+    await source.insertMany([
+      { _id: 1 as never, a: 1 },
+      { _id: 2 as never, a: 2 },
+    ]);
+    await dest.insertOne({ _id: 1 as never, a: 0, kept: true });
+    const onDb = await openStream(db.watch());
+    await source.aggregate([{ $merge: { into: 'dest' } }]).toArray();
+    await source.updateOne({ _id: 2 as never }, { $set: { a: 3 } });
+    await source.aggregate([{ $merge: { into: 'dest', whenMatched: 'replace' } }]).toArray();
+    await source.insertOne({ _id: 3 as never, a: 4 });
+    await source.aggregate([{ $merge: { into: 'dest', whenMatched: 'keepExisting' } }]).toArray();
+    await db.collection('after').insertOne({ _id: 0 as never });
+    const events = await take(onDb, 8);
+    expect(events.map((e) => `${e.operationType} ${e.ns.coll} ${e.documentKey._id}`)).toEqual([
+      'update dest 1',
+      'insert dest 2',
+      'update source 2',
+      'replace dest 1',
+      'replace dest 2',
+      'insert source 3',
+      'insert dest 3',
+      'insert after 0',
+    ]);
+    expect(events[0]!.updateDescription.updatedFields).toEqual({ a: 1 });
+    expect(await dest.find().toArray()).toEqual([
+      { _id: 1, a: 1 },
+      { _id: 2, a: 3 },
+      { _id: 3, a: 4 },
+    ]);
+    await onDb.close();
+  });
+
+  it('leaves system.* collections out', async () => {
+    // kRegexAllCollections `(?!(\$|system\.))` in document_source_change_stream.h;
+    // jstests/change_streams/whole_db_metadata_notifications.js (system.views).
+    const db = client.db(mongo.database());
+    const onDb = await openStream(db.watch());
+    await db.collection('system.js').insertOne({
+      _id: 'echo' as never,
+      value: new Code('function (x) { return x; }'),
+    });
+    await db.collection('visible').insertOne({ _id: 1 as never });
+    const [next] = await take(onDb, 1);
+    expect(next).toMatchObject({ operationType: 'insert', ns: { coll: 'visible' } });
+    await onDb.close();
   });
 });
 

@@ -94,6 +94,11 @@ export interface ChangeStreamSpec {
 
 const INTERNAL_DATABASES = new Set(['admin', 'config', 'local']);
 
+/** kRegexAllCollections `(?!(\$|system\.))`; an entry without a collection (dropDatabase) passes. */
+function isUserCollection(coll: string | undefined): boolean {
+  return coll === undefined || !(coll.startsWith('$') || coll.startsWith('system.'));
+}
+
 /** A change event as BSON, with its resume token at hand. */
 class EncodedEvent extends EncodedDocument {
   readonly _id: Document;
@@ -364,7 +369,9 @@ export class ChangeStreamCursor {
 
   /**
    * The oplog filter of change_stream_filter_helpers.cpp: writes and commands on the watched
-   * namespace, and a rename whose target (`o.to`) is the watched namespace.
+   * namespace, and a rename whose target (`o.to`) is the watched namespace. A database or cluster
+   * stream matches collections by DocumentSourceChangeStream::kRegexAllCollections, which leaves
+   * out `system.*` (views, system.js, ...), except as the source of a rename into a watched one.
    */
   private inScope(entry: OplogEntry): boolean {
     if (entry.op === 'noop') return false;
@@ -373,11 +380,18 @@ export class ChangeStreamCursor {
     const renamedInto = entry.op === 'rename' ? entry.to : undefined;
     if (this.spec.cluster) {
       return (
-        !INTERNAL_DATABASES.has(entry.db) ||
-        (!!renamedInto && !INTERNAL_DATABASES.has(renamedInto.db))
+        (!INTERNAL_DATABASES.has(entry.db) && isUserCollection(entry.coll)) ||
+        (!!renamedInto &&
+          !INTERNAL_DATABASES.has(renamedInto.db) &&
+          isUserCollection(renamedInto.coll))
       );
     }
-    if (!coll) return entry.db === db || renamedInto?.db === db;
+    if (!coll) {
+      return (
+        (entry.db === db && isUserCollection(entry.coll)) ||
+        (renamedInto?.db === db && isUserCollection(renamedInto.coll))
+      );
+    }
     if (entry.op === 'dropDatabase') return false;
     return (
       (entry.db === db && entry.coll === coll) ||

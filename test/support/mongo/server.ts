@@ -8,7 +8,7 @@ import { ChangeStreamCursor } from './changestream.js';
 import { EncodedDocument, encoded } from './encoded.js';
 import { CommandError, serverErrorLabels } from './errors.js';
 import { FailPoints, type CommandContext } from './failpoints.js';
-import { Store, cloneDocument, type UpdateStatement } from './store.js';
+import { Store, cloneDocument, type MergeSpec, type UpdateStatement } from './store.js';
 import { MessageReader, OP_QUERY, encodeMsg, encodeReply, type Request } from './wire.js';
 
 export const MAX_WIRE_VERSION = 21; // MongoDB 7.0
@@ -708,6 +708,13 @@ export class MongoHarness {
       this.store.replaceWith(target.db, target.coll, docs);
       return this.cursorReply(`${db}.${body.aggregate}`, [], body.cursor?.batchSize);
     }
+    const merge = pipeline.at(-1)?.$merge;
+    if (merge !== undefined) {
+      const { target, spec } = mergeSpec(db, merge);
+      const docs = this.store.aggregate(db, body.aggregate, pipeline.slice(0, -1));
+      this.store.mergeInto(target.db, target.coll, docs, spec);
+      return this.cursorReply(`${db}.${body.aggregate}`, [], body.cursor?.batchSize);
+    }
     const docs = this.store.aggregate(db, body.aggregate, pipeline);
     return this.cursorReply(`${db}.${body.aggregate}`, docs, body.cursor?.batchSize);
   }
@@ -912,6 +919,37 @@ export class MongoHarness {
     const id = !single && docs.length ? this.registerCursor({ kind: 'documents', ns, docs }) : 0n;
     return { cursor: { firstBatch, id: Long.fromBigInt(id), ns }, ok: 1 };
   }
+}
+
+const MERGE_WHEN_MATCHED = new Set(['merge', 'replace', 'keepExisting', 'fail']);
+const MERGE_WHEN_NOT_MATCHED = new Set(['insert', 'discard', 'fail']);
+
+/**
+ * `$merge: 'coll'` or `{into, on, whenMatched, whenNotMatched}` with the server's defaults
+ * (`merge`, `insert`). Matching on fields other than `_id` and a pipeline for whenMatched are not
+ * reproduced: they fail with a sentence that says so.
+ */
+function mergeSpec(
+  db: string,
+  merge: unknown,
+): { target: { db: string; coll: string }; spec: MergeSpec } {
+  const options = (typeof merge === 'string' ? { into: merge } : merge) as Document;
+  const into = options.into as string | { db?: string; coll: string };
+  const target =
+    typeof into === 'string' ? { db, coll: into } : { db: into.db ?? db, coll: into.coll };
+  const on = options.on ?? '_id';
+  if (!(on === '_id' || (Array.isArray(on) && on.length === 1 && on[0] === '_id'))) {
+    throw new CommandError(2, 'the harness reproduces $merge on _id only');
+  }
+  const whenMatched = options.whenMatched ?? 'merge';
+  const whenNotMatched = options.whenNotMatched ?? 'insert';
+  if (!MERGE_WHEN_MATCHED.has(whenMatched) || !MERGE_WHEN_NOT_MATCHED.has(whenNotMatched)) {
+    throw new CommandError(
+      2,
+      `the harness reproduces $merge with whenMatched ${[...MERGE_WHEN_MATCHED].join('|')} and whenNotMatched ${[...MERGE_WHEN_NOT_MATCHED].join('|')} only`,
+    );
+  }
+  return { target, spec: { whenMatched, whenNotMatched } as MergeSpec };
 }
 
 function failModeOf(failure: { times?: number | 'alwaysOn' }): Document | string {

@@ -1,6 +1,7 @@
 // In-memory databases, collections and the oplog of the harness primary. Query matching and
 // update operators come from mingo; this file adds what a replica set adds on top: `_id`
 // uniqueness, an ordered oplog with cluster times, and change descriptions of each write.
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { BSON, Double, Long, ObjectId, Timestamp, UUID, type Document } from 'bson';
 import { Aggregator, Query, update as applyUpdate } from 'mingo';
@@ -245,6 +246,11 @@ export interface UpdateStatement {
   arrayFilters?: Document[];
 }
 
+export interface MergeSpec {
+  whenMatched: 'merge' | 'replace' | 'keepExisting' | 'fail';
+  whenNotMatched: 'insert' | 'discard' | 'fail';
+}
+
 export interface UpdateResult {
   n: number;
   nModified: number;
@@ -379,21 +385,25 @@ export class Store extends EventEmitter {
   }
 
   /**
-   * A rename is one oplog entry. With `dropTarget` an existing target is dropped inside it
-   * without an entry of its own; the entry names the dropped collection's UUID instead
-   * (OpObserverImpl::onRenameCollection), and streams on the target namespace see it.
+   * A rename within a database is one oplog entry. With `dropTarget` an existing target is
+   * dropped inside it without an entry of its own; the entry names the dropped collection's UUID
+   * instead (OpObserverImpl::onRenameCollection), and streams on the target namespace see it.
+   * A rename into another database is a copy (renameCollectionAcrossDatabases).
    */
   renameCollection(db: string, from: string, toDb: string, to: string, dropTarget: boolean): void {
     const source = this.collection(db, from);
     if (!source) throw new CommandError(26, `Source collection ${db}.${from} does not exist`);
     const target = this.collection(toDb, to);
-    if (target) {
-      if (!dropTarget) throw new CommandError(48, 'target namespace exists', 'NamespaceExists');
-      this.databases.get(toDb)!.delete(to);
+    if (target && !dropTarget) {
+      throw new CommandError(48, 'target namespace exists', 'NamespaceExists');
     }
+    if (db !== toDb) {
+      this.renameAcrossDatabases(source, db, toDb, to, dropTarget);
+      return;
+    }
+    if (target) this.databases.get(toDb)!.delete(to);
     this.databases.get(db)!.delete(from);
     source.name = to;
-    if (!this.databases.has(toDb)) this.databases.set(toDb, new Map());
     this.databases.get(toDb)!.set(to, source);
     const destination = { db: toDb, coll: to };
     this.record({
@@ -407,6 +417,32 @@ export class Store extends EventEmitter {
         ...(target ? { dropTarget: target.uuid } : {}),
       },
     });
+  }
+
+  /**
+   * As rename_collection.cpp's renameCollectionAcrossDatabases does it (every step logged): a
+   * temporary collection `tmp<5 letters or digits>.renameCollection` in the target database,
+   * with the source's options and a new UUID; the source's indexes built on it while empty (one
+   * entry each); every document inserted into it (one entry each); that collection renamed onto
+   * the target within its database (with `dropTarget` as asked); then the source dropped. Streams
+   * on the source see a `drop`; streams on the target database see the copy's inserts and a
+   * `rename` from the temporary collection (jstests/change_streams/ddl_rename_cross_db.js).
+   */
+  private renameAcrossDatabases(
+    source: Collection,
+    db: string,
+    toDb: string,
+    to: string,
+    dropTarget: boolean,
+  ): void {
+    let temp: string;
+    do temp = `tmp${randomAlphanumerics(5)}.renameCollection`;
+    while (this.collection(toDb, temp));
+    this.ensureCollection(toDb, temp, cloneDocument(source.options));
+    if (source.indexes.size) this.createIndexes(toDb, temp, [...source.indexes.values()]);
+    this.insert(toDb, temp, [...source.docs.values()], true);
+    this.renameCollection(toDb, temp, toDb, to, dropTarget);
+    this.dropCollection(db, source.name);
   }
 
   /**
@@ -425,6 +461,48 @@ export class Store extends EventEmitter {
       throw new CommandError(writeErrors[0]!.code, writeErrors[0]!.errmsg);
     }
     this.renameCollection(db, temp, db, name, true);
+  }
+
+  /**
+   * `$merge` on `_id`: each result written into the target itself, as MergeProcessor does it
+   * (document_source_merge.cpp, merge_processor.cpp): `merge` is an upsert of `{$set: doc}`,
+   * `replace` an upserted replacement, `keepExisting` an upsert of `{$setOnInsert: doc}`, `fail`
+   * an insert; without upsert for `whenNotMatched: discard|fail`. No temporary collection and no
+   * rename: streams see ordinary inserts, updates and replaces of the target (an update that
+   * changes nothing is not logged).
+   */
+  mergeInto(db: string, name: string, docs: Document[], spec: MergeSpec): void {
+    const { whenMatched, whenNotMatched } = spec;
+    this.ensureCollection(db, name);
+    for (const doc of docs) {
+      const id = '_id' in doc ? doc._id : new ObjectId();
+      const result = withIdFirst(doc, id);
+      const matched = this.collection(db, name)!.docs.has(idKey(id));
+      if (!matched) {
+        if (whenNotMatched === 'discard') continue;
+        if (whenNotMatched === 'fail') {
+          throw new CommandError(
+            13113,
+            '$merge could not find a matching document in the target collection for at least one document in the source collection',
+            'MergeStageNoMatchingDocument',
+          );
+        }
+        this.insert(db, name, [result], true);
+        continue;
+      }
+      if (whenMatched === 'fail') {
+        throw new CommandError(
+          11000,
+          `$merge with whenMatched: fail found an existing document with the same values for the 'on' field: ${duplicateKeyMessage(db, name, id)}`,
+          'DuplicateKey',
+        );
+      }
+      if (whenMatched === 'keepExisting') continue;
+      // `_id` is the same value on both sides, a no-op in the server's {$set: doc}.
+      const { _id: _same, ...fields } = result;
+      const u = whenMatched === 'replace' ? result : { $set: fields };
+      this.update(db, name, { q: { _id: id }, u });
+    }
   }
 
   /** Index specs as listIndexes reports them, `_id_` first. */
@@ -683,6 +761,13 @@ export class Store extends EventEmitter {
 }
 
 const DELETE_BATCH_DOCS = 100;
+
+const ALPHANUMERICS = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
+
+/** The random part of a temporary collection name (Database::makeUniqueCollectionNamespace). */
+function randomAlphanumerics(n: number): string {
+  return Array.from(randomBytes(n), (b) => ALPHANUMERICS[b % ALPHANUMERICS.length]).join('');
+}
 
 function duplicateKeyMessage(db: string, coll: string, id: unknown): string {
   return `E11000 duplicate key error collection: ${db}.${coll} index: _id_ dup key: { _id: ${BSON.EJSON.stringify(id as Document, { relaxed: true })} }`;
