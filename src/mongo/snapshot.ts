@@ -2,6 +2,7 @@
 // `_id` copied.
 import { BSON, type Document, type MongoClient } from 'mongodb';
 import { READ_BSON } from './connect.js';
+import { isInternalCollection } from './namespaces.js';
 
 /** A batch closes at `batchSize` documents or once they reach `batchBytes` (BSON size). */
 export interface BatchLimits {
@@ -105,7 +106,10 @@ export async function resumeAfter(
   return mixedTypes ? { afterId: undefined, mixedTypes } : { afterId: lastId, mixedTypes };
 }
 
-/** The collections of a database a whole-database relay copies and maps to tables. */
+/**
+ * The collections of a database a whole-database relay copies and maps to tables: not MongoDB's
+ * own, nor a temporary one that a `$out` or a rename in progress will rename onto its target.
+ */
 export async function listCollections(client: MongoClient, database: string): Promise<string[]> {
   const collections = await client
     .db(database)
@@ -113,6 +117,6 @@ export async function listCollections(client: MongoClient, database: string): Pr
     .toArray();
   return collections
     .map((c) => c.name)
-    .filter((name) => !name.startsWith('system.'))
+    .filter((name) => !isInternalCollection(name))
     .sort();
 }

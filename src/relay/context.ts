@@ -128,6 +128,16 @@ export class RelayContext {
     this.mongoFailingSince = Date.now();
   }
 
+  /**
+   * Notes a collection written to: a whole-database relay follows collections created after it
+   * started as well, so that a dropDatabase empties or drops their tables too.
+   */
+  follow(collection: string): void {
+    if (this.options.collections === null && !this.collections.includes(collection)) {
+      this.collections = [...this.collections, collection];
+    }
+  }
+
   async saveCheckpoint(signal?: AbortSignal): Promise<void> {
     await this.target(() => this.writer.saveCheckpoint(this.writer.db, this.checkpoint), signal);
     this.stats.lastCheckpointMs = Date.now();

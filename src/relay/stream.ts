@@ -5,6 +5,7 @@ import type { Document } from 'mongodb';
 import { convertEvent, type ControlEvent, type RowEvent } from '../convert/event.js';
 import { foldBatch } from '../convert/fold.js';
 import { errorMessage } from '../errors.js';
+import { temporaryOrigin } from '../mongo/namespaces.js';
 import { ChangeSource, type SourceBatch, type StreamPosition } from '../mongo/source.js';
 import { eventTimeMs } from '../stats.js';
 import type { Checkpoint } from '../target/writer.js';
@@ -72,8 +73,14 @@ async function applyBatch(
   const { events, position } = batch;
   stats.recordRead(events);
   countByLabels(events, (labels, n) => metrics.eventsRead.inc(labels, n));
-  if (events.length === 0) {
-    stats.caughtUp = true;
+  const relayed = events.filter((e) => !isTemporaryWrite(e, ctx.options.collections));
+  if (relayed.length < events.length) {
+    ctx.log.debug(
+      `left out ${events.length - relayed.length} writes into MongoDB's temporary collections; their documents are copied when they are renamed onto a relayed collection`,
+    );
+  }
+  if (relayed.length === 0) {
+    if (events.length === 0) stats.caughtUp = true;
     const idleFor = Date.now() - (stats.lastCheckpointMs ?? 0);
     if (position && idleFor >= ctx.options.idleCheckpointMs) {
       ctx.checkpoint = { ...ctx.checkpoint, position };
@@ -81,11 +88,10 @@ async function applyBatch(
     }
     return;
   }
-  const converted = events.map((e) => convertEvent(e, writer.dialect.objectKey));
+  const converted = relayed.map((e) => convertEvent(e, writer.dialect.objectKey));
   const rows = converted.filter((c): c is RowEvent => c.type === 'row');
   const control = converted.find((c): c is ControlEvent => c.type === 'control');
-  const last = events.at(-1)!;
-  const lastTime = eventTimeMs(last);
+  const lastTime = eventTimeMs(relayed.at(-1)!);
   const next: Checkpoint = {
     position: position ?? ctx.checkpoint.position,
     snapshot: null,
@@ -98,6 +104,7 @@ async function applyBatch(
       signal,
     );
     ctx.countDeadLetters(result);
+    for (const collection of new Set(rows.map((r) => r.collection))) ctx.follow(collection);
   }
   ctx.checkpoint = next;
   if (control) {
@@ -109,12 +116,30 @@ async function applyBatch(
   metrics.batchSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
   const committed = Date.now();
   metrics.observeLatency(
-    events.filter((e) => e.wallTime instanceof Date).map((e) => (e.wallTime as Date).getTime()),
+    relayed.filter((e) => e.wallTime instanceof Date).map((e) => (e.wallTime as Date).getTime()),
     committed,
   );
   metrics.batches.inc();
-  countByLabels(events, (labels, n) => metrics.eventsWritten.inc(labels, n));
-  stats.recordWritten(events);
+  countByLabels(relayed, (labels, n) => metrics.eventsWritten.inc(labels, n));
+  stats.recordWritten(relayed);
+}
+
+const ROW_OPERATIONS = new Set(['insert', 'update', 'replace', 'delete']);
+
+/**
+ * A write into one of MongoDB's temporary collections ($out, a rename from another database,
+ * mapReduce), which a whole-database stream shows: left out, since its documents arrive through
+ * the rename onto the target, which copies that collection (control.ts). A collection asked for
+ * by name is relayed whatever its name; the other events of a temporary collection (its rename, a
+ * drop after a failed $out) go through.
+ */
+function isTemporaryWrite(event: Document, asked: string[] | null): boolean {
+  const collection = (event.ns as { coll?: string } | undefined)?.coll;
+  return (
+    ROW_OPERATIONS.has(event.operationType as string) &&
+    temporaryOrigin(collection) !== null &&
+    !asked?.includes(collection!)
+  );
 }
 
 /** Counts events per (operation, namespace), so counters move once per label set and batch. */

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Decimal128, Double, Long, MongoClient, type Document } from 'mongodb';
-import { EJSON } from 'bson';
+import { EJSON, UUID } from 'bson';
 import { LosslessNumber } from 'lossless-json';
 import { parseStoredJson, type StoredObject } from '../../src/convert/stored.js';
 import type { TestMongo } from '../support/mongo/index.js';
@@ -22,7 +22,9 @@ import {
   spawnRelay,
   startRelay,
   tableExists,
+  tableNames,
   tableRows,
+  rowCount,
   waitFor,
 } from '../support/relay.js';
 import { tail } from '../../src/commands/tail.js';
@@ -537,6 +539,139 @@ describe('rename onto a relayed collection (dropTarget, or $out into it)', () =>
       expect(await second.exited).toBe(0);
     }
   }, 120_000);
+});
+
+describe('renames across databases, and the temporary collections MongoDB renames', () => {
+  // MongoDB renames into another database by copying into a temporary collection of the target
+  // database, renaming that onto the target, and dropping the source; $out writes a temporary
+  // collection renamed onto its target (see the harness conformance tests for the sources).
+  const temporaryTables = async () =>
+    (await tableNames(target)).filter((name) => name.toLowerCase().startsWith('tmp'));
+
+  it('copies a collection renamed in from another database, without its temporary copy', async () => {
+    const from = mongo.database('xfrom');
+    const into = mongo.database('xinto');
+    const incoming = client.db(from).collection('incoming');
+    const landing = client.db(into).collection('landing');
+    await incoming.insertMany([
+      { _id: 1 as never, from: 'incoming' },
+      { _id: 2 as never, from: 'incoming' },
+    ]);
+    await landing.insertMany([
+      { _id: 2 as never, from: 'landing' },
+      { _id: 3 as never, from: 'landing' },
+    ]);
+    const one = spawnRelay([
+      'cdc-relay',
+      ...relayArgs(into, '--collection', 'landing', '--table', 'landing_only'),
+      ...['--on-drop', 'truncate', '--stream-id', 'x-one'],
+    ]);
+    const all = spawnRelay([
+      'cdc-relay',
+      ...relayArgs(into, '--on-drop', 'truncate', '--stream-id', 'x-all'),
+    ]);
+    try {
+      await expectConverges(landing, target, 'landing_only');
+      await expectConverges(landing, target, 'landing');
+      await client.db('admin').command({
+        renameCollection: incoming.namespace,
+        to: landing.namespace,
+        dropTarget: true,
+      });
+      await landing.insertOne({ _id: 4 as never, after: true });
+      await expectConverges(landing, target, 'landing_only');
+      await expectConverges(landing, target, 'landing');
+      const said = new RegExp(
+        `a rename from another database onto ${into}\\.landing \\(copied into ${into}\\.tmp[0-9A-Za-z]{5}\\.renameCollection, then renamed onto it\\) replaced ${into}\\.landing in the source; --on-drop truncate empties table`,
+      );
+      expect(await temporaryTables()).toEqual([]);
+      expect(one.output()).toMatch(said);
+      expect(all.output()).toMatch(said);
+    } finally {
+      for (const relay of [one, all]) relay.child.kill('SIGTERM');
+      expect(await one.exited).toBe(0);
+      expect(await all.exited).toBe(0);
+    }
+  }, 90_000);
+
+  it('handles a collection renamed into another database per --on-drop, as the drop it is here', async () => {
+    const away = mongo.database('away');
+    const elsewhere = mongo.database('elsewhere');
+    const db = client.db(away);
+    await db.collection('stays').insertOne({ _id: 1 as never });
+    const all = spawnRelay([
+      'cdc-relay',
+      ...relayArgs(away, '--on-drop', 'truncate', '--stream-id', 'away-all'),
+    ]);
+    let one: ReturnType<typeof spawnRelay> | null = null;
+    try {
+      await all.waitForOutput(/snapshot complete/);
+      // Created after the whole-database relay started: followed all the same.
+      const leaving = db.collection('leaving');
+      await leaving.insertMany([{ _id: 1 as never }, { _id: 2 as never }]);
+      one = spawnRelay([
+        'cdc-relay',
+        ...relayArgs(away, '--collection', 'leaving', '--table', 'leaving_only'),
+        ...['--on-drop', 'drop', '--stream-id', 'away-one'],
+      ]);
+      await expectConverges(leaving, target);
+      await expectConverges(leaving, target, 'leaving_only');
+      await client.db('admin').command({
+        renameCollection: leaving.namespace,
+        to: `${elsewhere}.arrived`,
+      });
+      await waitFor(async () => (await rowCount(target, 'leaving')) === 0, 'table leaving emptied');
+      await waitFor(async () => !(await tableExists(target, 'leaving_only')), 'table dropped');
+      const said = (effect: string) =>
+        new RegExp(
+          `drop of ${away}\\.leaving in the source \\(a drop, or a rename into another database, which MongoDB carries out as a copy there and a drop here\\); --on-drop ${effect}`,
+        );
+      expect(all.output()).toMatch(said('truncate empties table leaving'));
+      expect(one.output()).toMatch(said('drop drops table leaving_only'));
+    } finally {
+      for (const relay of [one, all]) relay?.child.kill('SIGTERM');
+      expect(await all.exited).toBe(0);
+      expect(await one?.exited).toBe(0);
+    }
+  }, 90_000);
+
+  it('leaves out the temporary collection of $out, at the start and while streaming; follows $merge', async () => {
+    const database = mongo.database('outdb');
+    const db = client.db(database);
+    const input = db.collection('input');
+    const report = db.collection('report');
+    await input.insertMany(Array.from({ length: 10 }, (_, i) => ({ _id: i as never, n: i })));
+    await report.insertOne({ _id: 100 as never, stale: true });
+    // What a $out in progress when the relay starts leaves: its temporary collection.
+    await db
+      .collection(`tmp.agg_out.${new UUID().toHexString(true)}`)
+      .insertOne({ _id: 5 as never, n: 5 });
+    const relay = spawnRelay([
+      'cdc-relay',
+      ...relayArgs(database, '--on-drop', 'truncate', '--stream-id', 'out-all'),
+    ]);
+    try {
+      await expectConverges(input, target);
+      await expectConverges(report, target);
+      await input.aggregate([{ $match: { n: { $gte: 5 } } }, { $out: 'report' }]).toArray();
+      await expectConverges(report, target);
+      await relay.waitForOutput(
+        new RegExp(
+          `\\$out into ${database}\\.report \\(written to ${database}\\.tmp\\.agg_out\\.[0-9a-f-]+, then renamed onto it\\) replaced ${database}\\.report in the source; --on-drop truncate empties table report, then its documents are copied again`,
+        ),
+      );
+      expect(await temporaryTables()).toEqual([]);
+      // $merge writes into its target itself: ordinary inserts, updates and replaces.
+      await input.updateMany({}, { $set: { merged: true } });
+      await input
+        .aggregate([{ $match: { n: { $lt: 7 } } }, { $merge: { into: 'report' } }])
+        .toArray();
+      await expectConverges(report, target);
+    } finally {
+      relay.child.kill('SIGTERM');
+      expect(await relay.exited).toBe(0);
+    }
+  }, 90_000);
 });
 
 /** `relay tail` on `database` with `args`, printing into a buffer until it ends. */

@@ -136,6 +136,16 @@ export async function tableExists(target: TestTarget, table: string): Promise<bo
   return rows.length > 0;
 }
 
+/** The names of the tables in the test schema. */
+export async function tableNames(target: TestTarget): Promise<string[]> {
+  const rows = await query(
+    target,
+    'SELECT table_name FROM information_schema.tables WHERE table_schema = $1',
+    [target.schema],
+  );
+  return rows.map((r) => r.table_name as string);
+}
+
 /**
  * Waits until the table holds exactly the collection (converted), but for the documents whose
  * oids are `refused`: those must be dead letters instead. Fails with the differences.
