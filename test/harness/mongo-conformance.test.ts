@@ -180,6 +180,41 @@ describe('CRUD', () => {
     await db.dropDatabase();
     expect(await db.listCollections().toArray()).toEqual([]);
   });
+
+  it('refuses to store a document over 16 MiB: insert 2, update 17419, upsert 17420', async () => {
+    // Sources: BSONObjMaxUserSize (src/mongo/bson/bsonobj.h, 16 MiB); fixDocumentForInsert in
+    // src/mongo/db/ops/insert.cpp (BadValue, "object to insert too large"); update_stage.cpp
+    // (17419, "Resulting document after update is larger than") and upsert_stage.cpp (17420).
+    const MiB = 1024 * 1024;
+    const coll = client.db(mongo.database()).collection<Document>('limit');
+    await expect(
+      coll.insertOne({ _id: 1 as never, a: 'a'.repeat(16 * MiB) }),
+    ).rejects.toMatchObject({
+      code: 2,
+      message: expect.stringMatching(/^object to insert too large/),
+    });
+    await coll.insertOne({ _id: 2 as never, a: 'a'.repeat(9 * MiB) });
+    // Past 17 MiB, where js-bson can no longer encode the document whole.
+    await expect(
+      coll.updateOne({ _id: 2 as never }, { $set: { b: 'b'.repeat(9 * MiB) } }),
+    ).rejects.toMatchObject({
+      code: 17419,
+      message: `Resulting document after update is larger than ${16 * MiB}`,
+    });
+    await expect(
+      coll.updateOne({ _id: 2 as never }, { $set: { b: 'b'.repeat(7 * MiB) } }),
+    ).rejects.toMatchObject({ code: 17419 });
+    await expect(
+      coll.updateOne(
+        { _id: 3 as never },
+        { $set: { a: 'a'.repeat(9 * MiB), b: 'b'.repeat(7 * MiB) } },
+        { upsert: true },
+      ),
+    ).rejects.toMatchObject({ code: 17420 });
+    const stored = await coll.find().toArray();
+    expect(stored.map((d) => [d._id, Object.keys(d)])).toEqual([[2, ['_id', 'a']]]);
+    expect(stored[0]!.a).toBe('a'.repeat(9 * MiB));
+  });
 });
 
 describe('change streams', () => {
@@ -1014,8 +1049,7 @@ describe('change events over 16 MB', () => {
   it('splits it into fragments with $changeStreamSplitLargeEvent, each resumable', async () => {
     const coll = client.db(mongo.database()).collection<Document>('split');
     const split = [{ $changeStreamSplitLargeEvent: {} }];
-    // One event a batch keeps each reply under the wire limits on any server.
-    const options = { fullDocument: 'updateLookup', batchSize: 1 } as const;
+    const options = { fullDocument: 'updateLookup' } as const;
     const stream = await openStream(coll.watch(split, options));
     await largeUpdate(coll);
     const [insert, first, second, after] = await take(stream, 4);
@@ -1044,6 +1078,81 @@ describe('change events over 16 MB', () => {
     const fromSecond = coll.watch(split, { ...options, resumeAfter: second!._id });
     expect((await take(fromSecond, 1))[0]!.documentKey).toEqual({ _id: 2 });
     await fromSecond.close();
+  });
+
+  it('sends the fragments of consecutive split events several to a getMore, every byte intact', async () => {
+    // Fragments are batched like any documents (FindCommon: 16 MiB a batch, the first always):
+    // two fragments of one event never fit together, the last of one event and the first of
+    // the next can. The fields are text in which every 16 characters name their offset, so a
+    // cut, shifted or repeated piece cannot compare equal.
+    const MiB = 1024 * 1024;
+    const text = (tag: string, mib: number) =>
+      Array.from(
+        { length: (mib * MiB) / 16 },
+        (_, i) => `${tag}${i.toString(16).padStart(14, '0')}\n`,
+      ).join('');
+    const [a1, b1, a2, b2] = [text('a', 2.5), text('b', 7), text('c', 4.5), text('d', 6)];
+    const db = client.db(mongo.database());
+    const coll = db.collection<Document>('fragments');
+    await coll.insertMany([
+      { _id: 1 as never, a: a1 },
+      { _id: 2 as never, a: a2 },
+    ]);
+    const opened = await db.command({
+      aggregate: 'fragments',
+      pipeline: [
+        { $changeStream: { fullDocument: 'updateLookup' } },
+        { $changeStreamSplitLargeEvent: {} },
+      ],
+      cursor: { batchSize: 0 },
+    });
+    // Each event is 16.5 MiB: its update description (7 and 6 MiB) in its first fragment, its
+    // looked-up document (9.5 and 10.5 MiB) in the second.
+    await coll.updateOne({ _id: 1 as never }, { $set: { b: b1 } });
+    await coll.updateOne({ _id: 2 as never }, { $set: { b: b2 } });
+    await coll.insertOne({ _id: 3 as never });
+    const batches: Document[][] = [];
+    while (batches.flat().length < 5) {
+      const reply = await db.command({
+        getMore: opened.cursor.id,
+        collection: 'fragments',
+        batchSize: 1000,
+        maxTimeMS: 1000,
+      });
+      if (reply.cursor.nextBatch.length > 0) batches.push(reply.cursor.nextBatch);
+    }
+    await db.command({ killCursors: 'fragments', cursors: [opened.cursor.id] });
+    const shape = (e: Document) =>
+      e.splitEvent ? `${e.splitEvent.fragment}/${e.splitEvent.of}` : e.operationType;
+    expect(batches.map((batch) => batch.map(shape))).toEqual([
+      ['1/2'],
+      ['2/2', '1/2'],
+      ['2/2', 'insert'],
+    ]);
+    const [first1, second1, first2, second2, insert] = batches.flat() as Document[];
+    const sameText = (actual: unknown, expected: string, what: string) => {
+      if (actual === expected) return;
+      const got = String(actual);
+      let at = 0;
+      while (at < got.length && got[at] === expected[at]) at++;
+      expect.fail(`${what}: ${got.length} characters, not ${expected.length}; differs at ${at}`);
+    };
+    for (const [first, second, id, a, b] of [
+      [first1!, second1!, 1, a1, b1],
+      [first2!, second2!, 2, a2, b2],
+    ] as const) {
+      expect(first).toMatchObject({ operationType: 'update', documentKey: { _id: id } });
+      expect(Object.keys(first.updateDescription.updatedFields)).toEqual(['b']);
+      sameText(first.updateDescription.updatedFields.b, b, `update ${id}: updatedFields.b`);
+      expect(first).not.toHaveProperty('fullDocument');
+      expect(Object.keys(second)).toEqual(['_id', 'splitEvent', 'fullDocument']);
+      expect(Object.keys(second.fullDocument)).toEqual(['_id', 'a', 'b']);
+      expect(second.fullDocument._id).toBe(id);
+      sameText(second.fullDocument.a, a, `update ${id}: fullDocument.a`);
+      sameText(second.fullDocument.b, b, `update ${id}: fullDocument.b`);
+      expect(second._id).not.toEqual(first._id);
+    }
+    expect(insert!.fullDocument).toEqual({ _id: 3 });
   });
 
   it('refuses $changeStreamSplitLargeEvent anywhere but last', async () => {

@@ -27,6 +27,14 @@ useServers((started) => {
 
 const MB = 1024 * 1024;
 
+/** `mib` MiB of text in which every 16 characters name their offset: a cut or shift shows. */
+function text(tag: string, mib: number): string {
+  return Array.from(
+    { length: (mib * MB) / 16 },
+    (_, i) => `${tag}${i.toString(16).padStart(14, '0')}\n`,
+  ).join('');
+}
+
 /**
  * A 9 MB document given a 6 MB field: the update event (6 MB updateDescription, 15 MB
  * fullDocument by updateLookup) is 21 MB, over the 16 MB limit, and comes in two fragments.
@@ -66,11 +74,10 @@ async function resumesAfterEvent(source: ChangeSource, position: Document, datab
 }
 
 describe('change events over 16 MB', () => {
-  it('writes a split update event whole and resumes after it from the checkpoint', async () => {
+  it('writes split events whole, from fragments read several to a getMore, and resumes after them', async () => {
     const database = mongo.database('split');
+    const coll = client.db(database).collection<Document>('big');
     await client.db(database).createCollection('big');
-    // --batch-size 1: one fragment per getMore. The harness does not yet cap a reply at 16 MB as
-    // a server does, and a larger reply of several fragments arrives corrupt.
     // CrateDB indexes a TEXT sub-column only up to 32766 bytes (it dead-letters longer strings):
     // the large fields go into an unindexed object there.
     const args = relayArgs(
@@ -78,34 +85,59 @@ describe('change events over 16 MB', () => {
       database,
       '--collection',
       'big',
-      '--batch-size',
-      '1',
       ...(target.dialect === 'cratedb' ? ['--object-policy', 'ignored'] : []),
     );
+    const [a1, b1, c1, a2, b2] = [
+      text('a', 2.5),
+      text('b', 7),
+      text('c', 7),
+      text('d', 4.5),
+      text('e', 6),
+    ];
+    /** Waits until the relay wrote the marker `id`, inserted after the events under test. */
+    const marked = (id: string) =>
+      waitFor(async () => (await tableRows(target, 'big')).has(id), `marker ${id}`, 60_000);
+    /** The row of `id` holds exactly `fields`: each compared in full, not by length. */
+    const expectStored = async (id: string, fields: Record<string, string>) => {
+      const row = (await tableRows(target, 'big')).get(id) as Document;
+      expect(Object.keys(row).sort()).toEqual(['_id', ...Object.keys(fields)].sort());
+      for (const [key, value] of Object.entries(fields)) {
+        expect(String(row[key]).length, `${id}.${key}`).toBe(value.length);
+        expect(row[key] === value, `${id}.${key} holds what was written`).toBe(true);
+      }
+    };
+
+    // Live: the update of a 2.5 MiB document with a 7 MiB field is a 16.5 MiB event.
     const first = await startRelay(args);
-    await largeUpdate(database, 1);
-    await waitFor(
-      async () => {
-        const rows = await tableRows(target, 'big');
-        const row = rows.get('1') as Document | undefined;
-        return typeof row?.b === 'string' && row.b.length === 6 * MB;
-      },
-      'the large update written',
-      60_000,
-    );
+    await coll.insertOne({ _id: 1 as never, a: a1 });
+    await coll.updateOne({ _id: 1 as never }, { $set: { b: b1 } });
+    await coll.insertOne({ _id: 'm1' as never });
+    await marked('m1');
     await first.stop();
-    expect((await first.done).stats.eventsWritten).toBe(2);
+    expect((await first.done).stats.eventsWritten).toBe(3);
+    await expectStored('1', { a: a1, b: b1 });
+
+    // A backlog, read in 16 MiB getMores: the second fragment of one split event (9.5 MiB) and
+    // the first of the next (6 MiB) arrive in one reply, as the harness's conformance test shows.
+    await coll.insertOne({ _id: 2 as never, a: a2 });
+    await coll.updateOne({ _id: 1 as never }, { $set: { b: c1 } });
+    await coll.updateOne({ _id: 2 as never }, { $set: { b: b2 } });
+    await coll.insertOne({ _id: 'm2' as never });
+    const second = await startRelay(args);
+    await marked('m2');
+    await second.stop();
+    expect((await second.done).stats.eventsWritten).toBe(4);
+    await expectStored('1', { a: a1, b: c1 });
+    await expectStored('2', { a: a2, b: b2 });
+
     // Resumed from its checkpoint, a relay sees only what came after the whole event: a
     // mid-event token would hand it the remaining fragment, or the event again.
-    const second = await startRelay(args);
-    await client
-      .db(database)
-      .collection<Document>('big')
-      .insertOne({ _id: 2 as never, n: 2 });
-    await waitFor(async () => (await tableRows(target, 'big')).has('2'), 'the next insert');
-    await second.stop();
-    expect((await second.done).stats.eventsWritten).toBe(1);
-  }, 120_000);
+    const third = await startRelay(args);
+    await coll.insertOne({ _id: 3 as never, n: 3 });
+    await waitFor(async () => (await tableRows(target, 'big')).has('3'), 'the next insert');
+    await third.stop();
+    expect((await third.done).stats.eventsWritten).toBe(1);
+  }, 180_000);
 
   describe.runIf(!process.env.TEST_MONGODB_URL)('fragments across reads', () => {
     it('does not close a batch on time between fragments; its position is the last fragment', async () => {

@@ -2,8 +2,8 @@
 // when its write happens (MongoDB, too, writes pre- and post-images when the write happens), and
 // every reply that carries it copies those bytes instead of cloning and encoding it again, so the
 // harness can serve change events and snapshots faster than a client consumes them.
-import { BSON, type Document } from 'bson';
-import { decodeDocument } from './bson.js';
+import { type Document } from 'bson';
+import { decodeDocument, encodeBson } from './bson.js';
 
 /**
  * A document as BSON bytes, held as consecutive pieces (a change event shares its image's bytes
@@ -34,7 +34,7 @@ const encodings = new WeakMap<Document, EncodedDocument>();
 export function encoded(doc: Document): EncodedDocument {
   let bytes = encodings.get(doc);
   if (!bytes) {
-    bytes = new EncodedDocument([BSON.serialize(doc)]);
+    bytes = new EncodedDocument([encodeBson(doc)]);
     encodings.set(doc, bytes);
   }
   return bytes;
@@ -80,7 +80,7 @@ function elementHeader(type: number, name: string): Buffer {
 
 /** The elements of `fields` (BSON without the length prefix and the final 0). */
 function plainElements(fields: Document): Uint8Array {
-  const bytes = BSON.serialize(fields);
+  const bytes = encodeBson(fields);
   return bytes.subarray(4, bytes.length - 1);
 }
 
@@ -126,6 +126,6 @@ export function encodeDocument(doc: Document): EncodedDocument {
 
 /** BSON of a reply, with every `EncodedDocument` in it copied from its bytes. */
 export function serializeReply(doc: Document): Buffer {
-  if (!holdsEncoded(doc)) return Buffer.from(BSON.serialize(doc));
+  if (!holdsEncoded(doc)) return Buffer.from(encodeBson(doc));
   return Buffer.concat(containerParts(doc));
 }

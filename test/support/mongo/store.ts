@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { BSON, Double, Long, ObjectId, Timestamp, UUID, type Document } from 'bson';
 import { Aggregator, Query, update as applyUpdate } from 'mingo';
 import { encoded } from './encoded.js';
-import { decodeDocument } from './bson.js';
+import { decodeDocument, encodeBson } from './bson.js';
 import { CommandError } from './errors.js';
 
 export type OplogOp =
@@ -83,9 +83,25 @@ export class Collection {
   }
 }
 
+/** BSONObjMaxUserSize (src/mongo/bson/bsonobj.h): the largest document a write stores. */
+export const MAX_USER_DOCUMENT_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The size of a document about to be stored: its encoding, which the write's change events then
+ * reuse, or for a document past what js-bson encodes, its computed size.
+ */
+function storedSize(doc: Document): number {
+  try {
+    return encoded(doc).length;
+  } catch (error) {
+    if (error instanceof RangeError) return BSON.calculateObjectSize(doc);
+    throw error;
+  }
+}
+
 /** A deep copy that keeps every BSON type (structuredClone would drop the classes). */
 export function cloneDocument<T extends Document>(doc: T): T {
-  return decodeDocument(BSON.serialize(doc)) as T;
+  return decodeDocument(encodeBson(doc)) as T;
 }
 
 /** MongoDB compares numbers across types: 1, 1.0 and Long(1) are the same `_id`. */
@@ -100,7 +116,7 @@ export function idKey(id: unknown): string {
 }
 
 function sameValue(a: unknown, b: unknown): boolean {
-  return Buffer.from(BSON.serialize({ v: a })).equals(BSON.serialize({ v: b }));
+  return Buffer.from(encodeBson({ v: a })).equals(encodeBson({ v: b }));
 }
 
 function isPlainObject(v: unknown): v is Document {
@@ -587,7 +603,26 @@ export class Store extends EventEmitter {
     const writeErrors: WriteError[] = [];
     let n = 0;
     for (const [index, input] of documents.entries()) {
-      const doc = '_id' in input ? cloneDocument(input) : withIdFirst(input, new ObjectId());
+      let doc: Document;
+      let size: number;
+      try {
+        doc = '_id' in input ? cloneDocument(input) : withIdFirst(input, new ObjectId());
+        size = storedSize(doc);
+      } catch (error) {
+        // Too large for js-bson to copy: too large to store in any case.
+        if (!(error instanceof RangeError)) throw error;
+        [doc, size] = [input, BSON.calculateObjectSize(input)];
+      }
+      // fixDocumentForInsert (src/mongo/db/ops/insert.cpp): BadValue, as a write error.
+      if (size > MAX_USER_DOCUMENT_BYTES) {
+        writeErrors.push({
+          index,
+          code: 2,
+          errmsg: `object to insert too large. size in bytes: ${size}, max size: ${MAX_USER_DOCUMENT_BYTES}`,
+        });
+        if (ordered) break;
+        continue;
+      }
       const key = idKey(doc._id);
       if (collection.docs.has(key)) {
         writeErrors.push({ index, code: 11000, errmsg: duplicateKeyMessage(db, name, doc._id) });
@@ -694,6 +729,10 @@ export class Store extends EventEmitter {
     const seed = equalityFields(statement.q);
     const id = seed._id ?? new ObjectId();
     const doc = this.applyTo(withIdFirst(seed, id), statement, true);
+    // src/mongo/db/exec/upsert_stage.cpp
+    if (storedSize(doc) > MAX_USER_DOCUMENT_BYTES) {
+      throw new CommandError(17420, `Document to upsert is larger than ${MAX_USER_DOCUMENT_BYTES}`);
+    }
     this.insert(db, name, [doc], true);
     return { n: 1, nModified: 0, upserted: doc._id, before: null, after: doc };
   }
@@ -706,6 +745,13 @@ export class Store extends EventEmitter {
     next: Document,
     u: Document | Document[],
   ): boolean {
+    // src/mongo/db/exec/update_stage.cpp
+    if (storedSize(next) > MAX_USER_DOCUMENT_BYTES) {
+      throw new CommandError(
+        17419,
+        `Resulting document after update is larger than ${MAX_USER_DOCUMENT_BYTES}`,
+      );
+    }
     if (sameValue(current, next)) return false;
     const collection = this.collection(db, name)!;
     collection.docs.set(idKey(current._id), next);
