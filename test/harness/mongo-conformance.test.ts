@@ -1163,6 +1163,88 @@ describe('change events over 16 MB', () => {
   });
 });
 
+describe('the server version and $changeStreamSplitLargeEvent', () => {
+  // Sources: MongoDB manual, "$changeStreamSplitLargeEvent (aggregation)": "New in MongoDB 7.0
+  // (and 6.0.9)" (SERVER-71828, 7.0.0-rc0; backported to the 6.0 LTS from 6.0.9, DRIVERS-2674);
+  // the change-streams spec runs its split-event prose test "only against servers >=6.0.9 &&
+  // <6.1 or >=7.0" (mongodb/specifications source/change-streams/tests/README.md, test 19), so
+  // the 6.1-6.3 rapid releases lack it. A stage a server does not know fails with 40324 (the
+  // pipeline parser's "Unrecognized pipeline stage name"). maxWireVersion per release:
+  // source/wireversion-featurelist (6.3 by its rule: from 5.1 on, one more per release).
+  const hasSplitStage = ([major = 0, minor = 0, patch = 0]: number[]) =>
+    major >= 7 || (major === 6 && minor === 0 && patch >= 9);
+  const wireVersions: Record<string, number> = { '6.0': 17, '6.3': 20, '7.0': 21, '8.0': 25 };
+
+  /** 'opened', or the code an aggregate with the split stage fails with. */
+  async function openSplitStream(c: MongoClient): Promise<string | number> {
+    const db = c.db(mongo.database('version'));
+    try {
+      const reply = await db.command({
+        aggregate: 'v',
+        pipeline: [{ $changeStream: {} }, { $changeStreamSplitLargeEvent: {} }],
+        cursor: {},
+      });
+      await db.command({ killCursors: 'v', cursors: [reply.cursor.id] });
+      return 'opened';
+    } catch (error) {
+      return (error as MongoServerError).code as number;
+    }
+  }
+
+  it('reports its version in buildInfo and hello, and has the split stage from 6.0.9 on, not on 6.1-6.3', async () => {
+    const { MongoHarness } = await import('../support/mongo/index.js');
+    // On a real server: the version it reports agrees with the rule.
+    const versions = mongo.harness ? ['6.0.8', '6.0.9', '6.3.2', '7.0.0', '8.0.4'] : [null];
+    const seen: Array<[string, string | number]> = [];
+    for (const version of versions) {
+      const own = version ? await MongoHarness.start({ version }) : null;
+      const c = own ? new MongoClient(own.url, { serverSelectionTimeoutMS: 5000 }) : client;
+      try {
+        const info = await c.db('admin').command({ buildInfo: 1 });
+        const numbers = (info.versionArray as number[]).map(Number);
+        if (version) {
+          expect(info.version).toBe(version);
+          expect(numbers.slice(0, 3)).toEqual(version.split('.').map(Number));
+          const hello = await c.db('admin').command({ hello: 1 });
+          expect(hello.maxWireVersion).toBe(wireVersions[numbers.slice(0, 2).join('.')]);
+        }
+        const opened = await openSplitStream(c);
+        expect(opened).toBe(hasSplitStage(numbers) ? 'opened' : 40324);
+        seen.push([String(info.version), opened]);
+      } finally {
+        if (own) {
+          await c.close();
+          await own.stop();
+        }
+      }
+    }
+    if (mongo.harness) {
+      expect(seen).toEqual([
+        ['6.0.8', 40324],
+        ['6.0.9', 'opened'],
+        ['6.3.2', 40324],
+        ['7.0.0', 'opened'],
+        ['8.0.4', 'opened'],
+      ]);
+    }
+  });
+
+  it.runIf(!process.env.TEST_MONGODB_URL)('keeps its version across a restart', async () => {
+    const { MongoHarness } = await import('../support/mongo/index.js');
+    const own = await MongoHarness.start({ version: '6.0.8' });
+    const c = new MongoClient(own.url, { serverSelectionTimeoutMS: 5000 });
+    try {
+      await own.stop();
+      await own.start();
+      expect((await c.db('admin').command({ buildInfo: 1 })).version).toBe('6.0.8');
+      expect(await openSplitStream(c)).toBe(40324);
+    } finally {
+      await c.close();
+      await own.stop();
+    }
+  });
+});
+
 describe('events sharing one cluster time', () => {
   // Sources: a multi-document delete is logged in batches, each one applyOps entry (batched
   // deletes, default since 6.1: get_executor.cpp `batchUserMultiDeletes`,

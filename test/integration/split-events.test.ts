@@ -2,12 +2,15 @@
 // ($changeStreamSplitLargeEvent), reassembles the fragments into the one event, never closes a
 // batch inside one, and checkpoints only the last fragment's token.
 import { describe, expect, it } from 'vitest';
-import type { Document, MongoClient } from 'mongodb';
+import { EJSON } from 'bson';
+import { MongoClient, type Document } from 'mongodb';
 import { ChangeSource, type SourceOptions, type StreamPosition } from '../../src/mongo/source.js';
-import type { TestMongo } from '../support/mongo/index.js';
+import { MongoHarness, type TestMongo } from '../support/mongo/index.js';
 import type { TestTarget } from '../support/target.js';
 import {
+  query,
   relayArgs,
+  spawnRelay,
   startRelay,
   tableRows,
   useServers,
@@ -200,5 +203,67 @@ describe('change events over 16 MB', () => {
         await source.close();
       }
     }, 60_000);
+  });
+
+  describe.runIf(!process.env.TEST_MONGODB_URL)('on a server that cannot split them', () => {
+    it('stops with the 10334 sentence and a non-zero exit, the checkpoint before the event', async () => {
+      // MongoDB 6.0.8 has no $changeStreamSplitLargeEvent: the relay asks buildInfo and opens
+      // its stream without the stage, and the getMore holding the event fails with 10334.
+      const old = await MongoHarness.start({ version: '6.0.8' });
+      const oldClient = new MongoClient(old.url);
+      const database = mongo.database('nosplit');
+      const coll = oldClient.db(database).collection<Document>('old');
+      try {
+        await coll.insertOne({ _id: 1 as never, a: text('a', 9) });
+        const relay = spawnRelay([
+          'cdc-relay',
+          ...relayArgs(servers, database, '--collection', 'old', '--stream-id', 'nosplit'),
+          ...(target.dialect === 'cratedb' ? ['--object-policy', 'ignored'] : []),
+          '--mongodb-url',
+          old.url,
+        ]);
+        const rows = () => tableRows(target, 'old');
+        await waitFor(async () => (await rows()).has('1'), 'the snapshot', 60_000);
+        await coll.insertOne({ _id: 2 as never, n: 2 });
+        await waitFor(async () => (await rows()).has('2'), 'the insert before the event');
+        // A 6 MiB update description and the looked-up 15 MiB document: a 21 MiB event.
+        await coll.updateOne({ _id: 1 as never }, { $set: { b: text('b', 6) } });
+        const code = await Promise.race([
+          relay.exited,
+          new Promise<'running'>((resolve) => setTimeout(() => resolve('running'), 60_000)),
+        ]);
+        if (code === 'running') relay.child.kill('SIGKILL');
+        expect(code, relay.output()).not.toBe('running');
+        expect(code).not.toBe(0);
+        expect(relay.output()).toContain(
+          `a change event of ${database}.old is larger than MongoDB's 16 MB limit (error 10334: `,
+        );
+        expect(relay.output()).toMatch(
+          /this MongoDB cannot split it: upgrade MongoDB to 6\.0\.9\+ or 7\.0/,
+        );
+        expect(Object.keys((await rows()).get('1') as Document)).not.toContain('b');
+
+        // Nothing past the event was checkpointed: resumed from the checkpoint, the stream's
+        // first event is that update (its large fields projected out so that it can be read).
+        const checkpoints = `"${target.schema}"."relay_checkpoints"`;
+        const [row] = await query<{ position: string }>(
+          target,
+          `SELECT position FROM ${checkpoints} WHERE stream_id = 'nosplit'`,
+          [],
+          checkpoints,
+        );
+        const position = EJSON.parse(row!.position, { relaxed: false }) as Document;
+        const resumed = coll.watch([{ $project: { operationType: 1, documentKey: 1 } }], {
+          ...position,
+          fullDocument: 'updateLookup',
+        });
+        const next: Document = await resumed.next();
+        await resumed.close();
+        expect([next.operationType, next.documentKey]).toEqual(['update', { _id: 1 }]);
+      } finally {
+        await oldClient.close();
+        await old.stop();
+      }
+    }, 180_000);
   });
 });

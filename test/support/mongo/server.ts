@@ -11,8 +11,27 @@ import { FailPoints, type CommandContext } from './failpoints.js';
 import { Store, cloneDocument, type MergeSpec, type UpdateStatement } from './store.js';
 import { MessageReader, OP_QUERY, encodeMsg, encodeReply, type Request } from './wire.js';
 
-export const MAX_WIRE_VERSION = 21; // MongoDB 7.0
 const SERVER_VERSION = '7.0.14';
+/**
+ * hello's maxWireVersion by release (mongodb/specifications source/wireversion-featurelist; 6.3,
+ * which it does not list, by its rule that from 5.1 on every release adds one).
+ */
+const WIRE_VERSIONS: Record<string, number> = {
+  '4.4': 9,
+  '5.0': 13,
+  '5.1': 14,
+  '5.2': 15,
+  '5.3': 16,
+  '6.0': 17,
+  '6.1': 18,
+  '6.2': 19,
+  '6.3': 20,
+  '7.0': 21,
+  '7.1': 22,
+  '7.2': 23,
+  '7.3': 24,
+  '8.0': 25,
+};
 const DEFAULT_AWAIT_MS = 1000;
 const DEFAULT_NOOP_INTERVAL_MS = 10_000;
 const FIRST_BATCH_SIZE = 101;
@@ -32,9 +51,10 @@ export interface HarnessOptions {
    */
   noopIntervalMs?: number;
   /**
-   * The version buildInfo reports (default 7.0.14). Before 6.0.9 (and on 6.1-6.3) the server
-   * has no $changeStreamSplitLargeEvent (added in 7.0, backported to 6.0.9; MongoDB manual): the
-   * stage then fails as unrecognized (40324), and an event over 16 MB fails with 10334.
+   * The version buildInfo reports (default 7.0.14), with hello's maxWireVersion to match. Before
+   * 6.0.9 and on 6.1-6.3 a server has no $changeStreamSplitLargeEvent: the stage then fails as
+   * unrecognized (40324), and an event over 16 MB fails with 10334. Nothing else changes: the
+   * harness still behaves as 7.0 does.
    */
   version?: string;
 }
@@ -114,6 +134,9 @@ export class MongoHarness {
   private noopIntervalMs = DEFAULT_NOOP_INTERVAL_MS;
   private noopTimer: NodeJS.Timeout | null = null;
   private version = SERVER_VERSION;
+  private wireVersion = WIRE_VERSIONS['7.0']!;
+  /** Whether this version has $changeStreamSplitLargeEvent. */
+  private splitsLargeEvents = true;
 
   static async start(options: HarnessOptions = {}): Promise<MongoHarness> {
     const harness = new MongoHarness();
@@ -125,8 +148,18 @@ export class MongoHarness {
     this.host = options.host ?? '127.0.0.1';
     this.replicaSet = options.replicaSet ?? true;
     this.noopIntervalMs = options.noopIntervalMs ?? DEFAULT_NOOP_INTERVAL_MS;
-    this.startNoopWriter();
     this.version = options.version ?? SERVER_VERSION;
+    const [major = 0, minor = 0, patch = 0] = this.version.split('.').map(Number);
+    const wire = WIRE_VERSIONS[`${major}.${minor}`];
+    if (wire === undefined) {
+      throw new Error(
+        `the MongoDB harness has no wire version for ${this.version}; it knows ${Object.keys(WIRE_VERSIONS).join(', ')}`,
+      );
+    }
+    this.wireVersion = wire;
+    // MongoDB manual, $changeStreamSplitLargeEvent: new in 7.0, backported to 6.0.9.
+    this.splitsLargeEvents = major >= 7 || (major === 6 && minor === 0 && patch >= 9);
+    this.startNoopWriter();
     this.server = net.createServer((socket) => this.accept(socket));
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
@@ -182,6 +215,7 @@ export class MongoHarness {
       port: this.port,
       replicaSet: this.replicaSet,
       noopIntervalMs: this.noopIntervalMs,
+      version: this.version,
     });
     this.stopped = false;
   }
@@ -536,7 +570,7 @@ export class MongoHarness {
       logicalSessionTimeoutMinutes: 30,
       connectionId,
       minWireVersion: 0,
-      maxWireVersion: MAX_WIRE_VERSION,
+      maxWireVersion: this.wireVersion,
       readOnly: false,
       ok: 1,
     };
@@ -728,9 +762,7 @@ export class MongoHarness {
     if (!this.replicaSet) {
       throw new CommandError(40573, 'The $changeStream stage is only supported on replica sets');
     }
-    const [major = 0, minor = 0, patch = 0] = this.version.split('.').map(Number);
-    const splits = major >= 7 || (major === 6 && minor === 0 && patch >= 9);
-    if (!splits && stages.some((s) => '$changeStreamSplitLargeEvent' in s)) {
+    if (!this.splitsLargeEvents && stages.some((s) => '$changeStreamSplitLargeEvent' in s)) {
       throw new CommandError(
         40324,
         "Unrecognized pipeline stage name: '$changeStreamSplitLargeEvent'",

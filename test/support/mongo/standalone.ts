@@ -9,6 +9,7 @@ const { values } = parseArgs({
     host: { type: 'string', default: '127.0.0.1' },
     standalone: { type: 'boolean', default: false },
     'noop-interval-ms': { type: 'string', default: '10000' },
+    version: { type: 'string' },
   },
 });
 
@@ -31,6 +32,10 @@ const harness = await MongoHarness.start({
   host: values.host,
   replicaSet: !values.standalone,
   noopIntervalMs,
+  ...(values.version ? { version: values.version } : {}),
+}).catch((error: unknown) => {
+  console.error((error as Error).message);
+  process.exit(2);
 });
 process.stdout.write(`ready ${harness.url}\n`);
 
