@@ -56,6 +56,74 @@ describe('handshake', () => {
     expect(hello.operationTime).toBeInstanceOf(Timestamp);
   });
 
+  // Sources: mongodb/specifications source/server-discovery-and-monitoring/server-monitoring.md
+  // ("Awaitable hello or legacy hello Server Specification", "Streaming Protocol") and
+  // server-discovery-and-monitoring.md ("topologyVersion"); the server's
+  // src/mongo/db/repl/replication_info.cpp (31368, 31372) and topology_coordinator.cpp (31382).
+  it('answers hello with a topologyVersion and waits maxAwaitTimeMS when asked with it', async () => {
+    const admin = client.db('admin');
+    const raw = { promoteLongs: false } as const;
+    const hello = await admin.command({ hello: 1 }, raw);
+    const version = hello.topologyVersion as { processId: ObjectId; counter: Long };
+    expect(Object.keys(version)).toEqual(['processId', 'counter']);
+    expect(version.processId).toBeInstanceOf(ObjectId);
+    expect(version.counter).toBeInstanceOf(Long);
+
+    const started = Date.now();
+    const awaited = await admin.command(
+      { hello: 1, topologyVersion: version, maxAwaitTimeMS: 500 },
+      raw,
+    );
+    expect(Date.now() - started).toBeGreaterThanOrEqual(450);
+    expect(awaited.isWritablePrimary).toBe(true);
+    expect(awaited.topologyVersion).toEqual(version);
+
+    // Another process's topologyVersion (the server restarted since): the answer is at once.
+    const fresh = Date.now();
+    const other = { processId: new ObjectId(), counter: Long.fromNumber(0) };
+    await admin.command({ hello: 1, topologyVersion: other, maxAwaitTimeMS: 10_000 });
+    expect(Date.now() - fresh).toBeLessThan(5000);
+
+    await expect(admin.command({ hello: 1, topologyVersion: version })).rejects.toMatchObject({
+      code: 31368,
+    });
+    await expect(admin.command({ hello: 1, maxAwaitTimeMS: 100 })).rejects.toMatchObject({
+      code: 31368,
+    });
+    const ahead = { processId: version.processId, counter: version.counter.add(1) };
+    await expect(
+      admin.command({ hello: 1, topologyVersion: ahead, maxAwaitTimeMS: 100 }),
+    ).rejects.toMatchObject({ code: 31382 });
+  });
+
+  it("streams hello to the driver's monitor: every heartbeat awaited, none failed", async () => {
+    // The driver monitors a server whose hello has a topologyVersion with the streaming
+    // protocol: one awaitable hello with exhaustAllowed, then replies with moreToCome, one per
+    // maxAwaitTimeMS (heartbeatFrequencyMS). A reply without moreToCome fails its heartbeat.
+    const monitored = new MongoClient(mongo.url, {
+      heartbeatFrequencyMS: 500,
+      serverSelectionTimeoutMS: 5000,
+    });
+    const heartbeats: Array<{ awaited: boolean; failed: boolean }> = [];
+    monitored.on('serverHeartbeatSucceeded', (e) =>
+      heartbeats.push({ awaited: e.awaited, failed: false }),
+    );
+    monitored.on('serverHeartbeatFailed', (e) =>
+      heartbeats.push({ awaited: e.awaited, failed: true }),
+    );
+    try {
+      await monitored.connect();
+      await new Promise((r) => setTimeout(r, 2500));
+    } finally {
+      await monitored.close();
+    }
+    // The first check is the monitor's handshake; every one after it is streamed.
+    const streamed = heartbeats.slice(1);
+    expect(heartbeats.filter((h) => h.failed)).toEqual([]);
+    expect(streamed.length).toBeGreaterThanOrEqual(3);
+    expect(streamed.every((h) => h.awaited)).toBe(true);
+  });
+
   it('connects with directConnection=true as well as replicaSet', async () => {
     const url = new URL(mongo.url);
     url.searchParams.delete('replicaSet');
@@ -556,6 +624,40 @@ describe('fail points (configureFailPoint)', () => {
     expect(await coll.findOne({})).toEqual({ _id: 1 });
   });
 
+  it("a replica set's NotPrimaryError carries its topologyVersion; a shutdown error does not", async () => {
+    // service_entry_point_common.cpp appendErrorLabelsAndTopologyVersion: NotPrimaryError codes
+    // always (error_codes.yml: 189, 10107, 11602, 13435, 13436); ShutdownError codes only in
+    // quiesce mode. A client ignores such an error whose topologyVersion is not newer than the
+    // one it knows (server-discovery-and-monitoring.md, "topologyVersion").
+    // A client of its own: after a shutdown error it knows the server as Unknown until its
+    // monitor's next hello, which a streaming monitor receives only after maxAwaitTimeMS.
+    const probe = new MongoClient(mongo.url, {
+      appName: 'tvprobe',
+      serverSelectionTimeoutMS: 5000,
+    });
+    const db = probe.db(mongo.database());
+    const { topologyVersion } = await client.db('admin').command({ hello: 1 });
+    const errorOf = (promise: Promise<unknown>) =>
+      promise.then(
+        () => expect.fail('the command succeeded'),
+        (error: MongoServerError) => error.errorResponse,
+      );
+    try {
+      const data = { failCommands: ['find'], appName: 'tvprobe' };
+      await failCommand({ times: 1 }, { ...data, errorCode: 10107 });
+      const notPrimary = await errorOf(db.command({ find: 'tv' }));
+      expect(notPrimary.code).toBe(10107);
+      expect(notPrimary.topologyVersion).toEqual(topologyVersion);
+      await failCommand({ times: 1 }, { ...data, errorCode: 91 });
+      const shutdown = await errorOf(db.command({ find: 'tv' }));
+      expect(shutdown.code).toBe(91);
+      expect(shutdown).not.toHaveProperty('topologyVersion');
+    } finally {
+      await probe.close();
+    }
+    await off();
+  });
+
   it('a failCommand error carries exactly the errorLabels given; without them, what the server computes', async () => {
     const coll = client.db(mongo.database()).collection<Document>('labels');
     await coll.insertOne({ _id: 1 as never });
@@ -582,12 +684,14 @@ describe('fail points (configureFailPoint)', () => {
       .command({ aggregate: coll.collectionName, pipeline: [{ $changeStream: {} }], cursor: {} })
       .catch((e: unknown) => e);
     expect((opening as MongoServerError).errorLabels).toEqual(['ResumableChangeStreamError']);
-    // A retryable write gets RetryableWriteError, so the driver retries it once.
-    await failCommand({ times: 1 }, { failCommands: ['insert'], errorCode: 91 });
+    // A retryable write gets RetryableWriteError, so the driver retries it once. (Not with a
+    // state change error such as 91: the server is then Unknown until the monitor's next hello,
+    // which a streaming monitor receives only after its maxAwaitTimeMS.)
+    await failCommand({ times: 1 }, { failCommands: ['insert'], errorCode: 6 });
     await coll.insertOne({ _id: 3 as never });
     // An empty errorLabels list suppresses that: the error reaches the application.
-    await failCommand({ times: 1 }, { failCommands: ['insert'], errorCode: 91, errorLabels: [] });
-    await expect(coll.insertOne({ _id: 4 as never })).rejects.toMatchObject({ code: 91 });
+    await failCommand({ times: 1 }, { failCommands: ['insert'], errorCode: 6, errorLabels: [] });
+    await expect(coll.insertOne({ _id: 4 as never })).rejects.toMatchObject({ code: 6 });
     expect(await coll.countDocuments()).toBe(3);
   });
 
@@ -1322,13 +1426,17 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('faults (harness only)', () => {
     await stream.close();
   });
 
-  it('drops every connection; streams resume and writes retry', async () => {
+  it('drops every connection; streams resume', async () => {
     const coll = client.db(mongo.database()).collection<Document>('drop');
     const stream = await openStream(coll.watch());
     await coll.insertOne({ _id: 1 as never });
     await take(stream, 1);
     mongo.harness!.dropConnections();
-    await coll.insertOne({ _id: 2 as never });
+    // A write in flight is retried only if its own connection fails first: when the streaming
+    // monitor sees the drop first, the server is Unknown by then, and the driver labels the
+    // error retryable only for a server known to support retryable writes. So write until done.
+    const write = () => coll.replaceOne({ _id: 2 as never }, { n: 2 }, { upsert: true });
+    await write().catch(write);
     expect((await take(stream, 1))[0]!.documentKey).toEqual({ _id: 2 });
     await stream.close();
   });
@@ -1361,12 +1469,16 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('faults (harness only)', () => {
     const [first] = await take(stream, 1);
     const address = harness.address;
     harness.failCommand('insert', { code: 91, times: 'alwaysOn' });
+    const before = (await client.db('admin').command({ hello: 1 })).topologyVersion;
     await harness.stop();
     const refused = new MongoClient(mongo.url, { serverSelectionTimeoutMS: 300 });
     await expect(refused.db('admin').command({ ping: 1 })).rejects.toThrow();
     await refused.close();
     await harness.start();
     expect(harness.address).toBe(address);
+    // A new process: a new topologyVersion.processId.
+    const after = (await client.db('admin').command({ hello: 1 })).topologyVersion;
+    expect(after.processId).not.toEqual(before.processId);
     await coll.insertOne({ _id: 2 as never });
     expect((await take(stream, 1))[0]!.documentKey).toEqual({ _id: 2 });
     await stream.close();

@@ -48,6 +48,8 @@ const RETRIABLE_ERROR = new Set([
 const NETWORK_ERROR = new Set([6, 7, 89, 317, 384, 9001]);
 const NEED_RETARGETTING_ERROR = new Set([150, 13388]);
 const NON_RESUMABLE_CHANGE_STREAM_ERROR = new Set([280, 286]);
+/** NotPrimaryError: 189, 10107, 11602, 13435, 13436. */
+export const NOT_PRIMARY_ERRORS = new Set([189, 10107, 11602, 13435, 13436]);
 
 /** What the server knows about a failed command when it labels the error. */
 export interface LabelContext {

@@ -6,7 +6,7 @@ import { BSON, Binary, Long, ObjectId, type Document } from 'bson';
 import { Aggregator } from 'mingo';
 import { ChangeStreamCursor } from './changestream.js';
 import { EncodedDocument, encoded } from './encoded.js';
-import { CommandError, serverErrorLabels } from './errors.js';
+import { CommandError, NOT_PRIMARY_ERRORS, serverErrorLabels } from './errors.js';
 import { FailPoints, type CommandContext } from './failpoints.js';
 import { Store, cloneDocument, type MergeSpec, type UpdateStatement } from './store.js';
 import { MessageReader, OP_QUERY, encodeMsg, encodeReply, type Request } from './wire.js';
@@ -128,6 +128,8 @@ export class MongoHarness {
   private pauseGate: Promise<void> | null = null;
   private releasePause: (() => void) | null = null;
   private readonly electionId = new ObjectId('7fffffff0000000000000001');
+  /** topologyVersion.processId: new each time the server starts, as a mongod process's is. */
+  private processId = new ObjectId();
   private host = '127.0.0.1';
   private port = 0;
   private replicaSet = true;
@@ -159,6 +161,7 @@ export class MongoHarness {
     this.wireVersion = wire;
     // MongoDB manual, $changeStreamSplitLargeEvent: new in 7.0, backported to 6.0.9.
     this.splitsLargeEvents = major >= 7 || (major === 6 && minor === 0 && patch >= 9);
+    this.processId = new ObjectId();
     this.startNoopWriter();
     this.server = net.createServer((socket) => this.accept(socket));
     return new Promise((resolve, reject) => {
@@ -342,27 +345,53 @@ export class MongoHarness {
 
   private async serve(connection: Connection, request: Request): Promise<void> {
     const socket = connection.socket;
-    if (this.pauseGate) await this.pauseGate;
-    if (socket.destroyed) return;
-    const reply = await this.execute(request, connection);
-    if (reply === null || request.moreToCome || socket.destroyed) return;
-    reply.operationTime ??= this.store.clusterTime;
-    const encode = request.opCode === OP_QUERY ? encodeReply : encodeMsg;
-    let message: Buffer;
+    let current = request;
+    for (;;) {
+      if (this.pauseGate) await this.pauseGate;
+      if (socket.destroyed) return;
+      const reply = await this.execute(current, connection);
+      if (reply === null || current.moreToCome || socket.destroyed) return;
+      reply.operationTime ??= this.store.clusterTime;
+      // Streaming hello (server-monitoring.md, "Awaitable hello Server Specification"): to an
+      // awaitable hello that allows exhaust, every successful reply says more are to come.
+      const exhaust = current.exhaustAllowed && reply.ok === 1 && isAwaitableHello(current.body);
+      const { message, moreToCome } = this.encodeReply(current, reply, exhaust);
+      socket.write(message);
+      if (!moreToCome) return;
+      // The next reply answers the same hello again, asked for with the topologyVersion just
+      // sent, and responds to the reply before it (OP_MSG.md: responseTo is the previous
+      // reply's requestID). It runs as a command of its own, fail points included.
+      current = {
+        ...current,
+        requestId: message.readInt32LE(4),
+        body: { ...current.body, topologyVersion: reply.topologyVersion },
+      };
+    }
+  }
+
+  private encodeReply(
+    request: Request,
+    reply: Document,
+    moreToCome: boolean,
+  ): { message: Buffer; moreToCome: boolean } {
+    const encode = (doc: Document, more: boolean) =>
+      request.opCode === OP_QUERY
+        ? encodeReply(request.requestId, doc)
+        : encodeMsg(request.requestId, doc, more);
     try {
-      message = encode(request.requestId, reply);
+      return { message: encode(reply, moreToCome), moreToCome };
     } catch (error) {
       // A reply the harness cannot build is that command's error, as a real server's would be.
       const tooLarge = error instanceof RangeError;
-      message = encode(request.requestId, {
+      const failed = {
         ok: 0,
         errmsg: `the reply could not be built: ${(error as Error).message}`,
         code: tooLarge ? 10334 : 1,
         codeName: tooLarge ? 'BSONObjectTooLarge' : 'InternalError',
         operationTime: this.store.clusterTime,
-      });
+      };
+      return { message: encode(failed, false), moreToCome: false };
     }
-    socket.write(message);
   }
 
   private async execute(request: Request, connection: Connection): Promise<Document | null> {
@@ -413,6 +442,12 @@ export class MongoHarness {
           code: error.code,
           codeName: error.codeName,
           ...(labels.length ? { errorLabels: labels } : {}),
+          // appendErrorLabelsAndTopologyVersion (service_entry_point_common.cpp): a replica-set
+          // member's NotPrimaryError carries its topologyVersion, so that a client can tell a
+          // stale error from a state change (a shutdown error only in quiesce mode, never here).
+          ...(this.replicaSet && NOT_PRIMARY_ERRORS.has(error.code)
+            ? { topologyVersion: this.topologyVersion() }
+            : {}),
         };
       }
       return {
@@ -463,7 +498,7 @@ export class MongoHarness {
       case 'isMaster':
       case 'ismaster':
         connection.appName ??= body.client?.application?.name;
-        return this.hello(body, connection.id, name === 'hello');
+        return this.hello(body, connection, name === 'hello');
       case 'configureFailPoint':
         if (db !== 'admin') {
           throw new CommandError(
@@ -559,9 +594,61 @@ export class MongoHarness {
     }
   }
 
-  private hello(body: Document, connectionId: number, modern: boolean): Document {
+  /**
+   * hello, awaitable as MongoDB 4.4+ answers it (server-monitoring.md, "Awaitable hello Server
+   * Specification"): with `topologyVersion` and `maxAwaitTimeMS` it replies once the topology
+   * changes or that time is over. The harness's topology never changes while it runs, so that
+   * is the time, unless the client's topologyVersion names another process (a restart).
+   */
+  private async hello(body: Document, connection: Connection, modern: boolean): Promise<Document> {
+    const asked = body.topologyVersion as { processId?: unknown; counter?: unknown } | undefined;
+    const maxAwaitTimeMS = body.maxAwaitTimeMS as unknown;
+    // src/mongo/db/repl/replication_info.cpp (31368, 31372); hello.idl (maxAwaitTimeMS >= 0).
+    if ((asked === undefined) !== (maxAwaitTimeMS === undefined)) {
+      throw new CommandError(
+        31368,
+        asked
+          ? "A request with a 'topologyVersion' must include 'maxAwaitTimeMS'"
+          : "A request with 'maxAwaitTimeMS' must include a 'topologyVersion'",
+      );
+    }
+    if (asked) {
+      const counter = Number(asked.counter);
+      if (counter < 0) {
+        throw new CommandError(31372, 'topologyVersion must have a non-negative counter');
+      }
+      const wait = Number(maxAwaitTimeMS);
+      if (!(wait >= 0)) {
+        throw new CommandError(
+          2,
+          `BSON field 'maxAwaitTimeMS' value must be >= 0, actual value '${String(maxAwaitTimeMS)}'`,
+        );
+      }
+      const ours = this.topologyVersion();
+      if (asked.processId instanceof ObjectId && asked.processId.equals(ours.processId)) {
+        // A replica-set member refuses a counter from its future (topology_coordinator.cpp
+        // 31382); a standalone one other than its own (replication_info.cpp 51764).
+        if (counter > ours.counter.toNumber() || (!this.replicaSet && counter !== 0)) {
+          throw new CommandError(
+            this.replicaSet ? 31382 : 51764,
+            `Received a topology version with counter: ${counter} which is greater than the server topology version counter: ${ours.counter.toNumber()}`,
+          );
+        }
+        if (counter === ours.counter.toNumber()) await waitOrClose(wait, connection.socket);
+      }
+    }
+    return this.helloReply(body, connection.id, modern);
+  }
+
+  /** The topology of a process: its id, and a counter that only a state change would move. */
+  private topologyVersion(): { processId: ObjectId; counter: Long } {
+    return { processId: this.processId, counter: Long.fromNumber(0) };
+  }
+
+  private helloReply(body: Document, connectionId: number, modern: boolean): Document {
     const lastWrite = this.store.clusterTime;
     const common = {
+      topologyVersion: this.topologyVersion(),
       ...(body.helloOk ? { helloOk: true } : {}),
       maxBsonObjectSize: 16 * 1024 * 1024,
       maxMessageSizeBytes: 48_000_000,
@@ -986,6 +1073,26 @@ function mergeSpec(
 
 function failModeOf(failure: { times?: number | 'alwaysOn' }): Document | string {
   return failure.times === 'alwaysOn' ? 'alwaysOn' : { times: failure.times ?? 1 };
+}
+
+function isAwaitableHello(body: Document): boolean {
+  const name = Object.keys(body)[0] ?? '';
+  const hello = name === 'hello' || name === 'isMaster' || name === 'ismaster';
+  return hello && body.topologyVersion !== undefined && body.maxAwaitTimeMS !== undefined;
+}
+
+/** Resolves after `ms`, or as soon as `socket` closes (an answer then has nobody to go to). */
+function waitOrClose(ms: number, socket: net.Socket): Promise<void> {
+  if (socket.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      socket.off('close', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    socket.once('close', done);
+  });
 }
 
 function isChangeStreamAggregate(name: string, body: Document): boolean {

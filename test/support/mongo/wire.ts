@@ -140,9 +140,11 @@ function header(length: number, responseTo: number, opCode: number): Buffer {
   return h;
 }
 
-export function encodeMsg(responseTo: number, doc: Document): Buffer {
+/** An OP_MSG reply; `moreToCome`: more replies follow without a request (exhaust). */
+export function encodeMsg(responseTo: number, doc: Document, moreToCome = false): Buffer {
   const payload = serializeReply(doc);
-  const flagsAndKind = Buffer.alloc(5); // flags 0, section kind 0
+  const flagsAndKind = Buffer.alloc(5); // flags, then section kind 0
+  if (moreToCome) flagsAndKind.writeUInt32LE(MORE_TO_COME, 0);
   const length = 16 + flagsAndKind.length + payload.length;
   return Buffer.concat([header(length, responseTo, OP_MSG), flagsAndKind, payload]);
 }
