@@ -98,12 +98,16 @@ export class RelayContext {
 
   /**
    * Connects the client anew after MongoDB operations have failed for MONGO_STUCK_MS. A client
-   * can stay unable to reach a server that is back: node-mongodb-native 7.9's polling server
-   * monitor waits forever for 'drain' when its hello is written to a socket that the server's
-   * drop of every connection has destroyed but whose 'close' has not run yet; no server is
-   * selected again. A new connection starts a new monitor; for a server that is really down it
-   * costs one more failed connect. The copy of a renamed-in collection runs beside the stream,
-   * so two jobs can get here at once: they share one reconnect.
+   * can stay unable to reach a server that is back: node-mongodb-native 7.9 waits forever for
+   * 'drain' when it writes to a socket that a drop of every connection has destroyed but whose
+   * 'close' has not run yet, and when that is its polling monitor's hello, no server is selected
+   * again. Seen only against a server whose hello lacks topologyVersion (the test harness before
+   * it had one); with one (MongoDB 4.4+) the driver resets its monitor on the network error
+   * first, so this is a safety net for a polling monitor (serverMonitoringMode=poll, FaaS
+   * platforms) whose heartbeat lands in that window. A new connection starts a new monitor; for
+   * a server that is really down it costs one more failed connect. The copy of a renamed-in
+   * collection runs beside the stream, so two jobs can get here at once: they share one
+   * reconnect.
    */
   private async reconnectIfStuck(): Promise<void> {
     if (this.reconnecting) return this.reconnecting;
