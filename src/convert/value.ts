@@ -35,6 +35,22 @@ function numberText(n: number): string {
   return Number.isSafeInteger(n) && !Object.is(n, -0) ? String(n) : doubleText(n);
 }
 
+/** Characters JSON.stringify escapes in a string: quote, backslash, controls, surrogates. */
+// eslint-disable-next-line no-control-regex -- control characters are what JSON escapes
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+/** From this length a string that needs no escaping is written as it is, not copied first. */
+const LONG_STRING = 4096;
+
+/**
+ * Pushes the JSON text of a string. A long one without characters to escape goes in between
+ * quotes as it is: JSON.stringify would copy it once more before the row text copies it again,
+ * and a document of megabytes of text or base64 would then be held three times at once.
+ */
+function pushString(value: string, out: string[]): void {
+  if (value.length >= LONG_STRING && !NEEDS_ESCAPE.test(value)) out.push('"', value, '"');
+  else out.push(JSON.stringify(value));
+}
+
 /** A plain object or array that the converter walks into (BSON leaves are class instances). */
 export function isContainer(value: unknown): value is Document | unknown[] {
   if (typeof value !== 'object' || value === null) return false;
@@ -93,7 +109,7 @@ function writeObject(doc: Document, keys: KeyPolicy, out: string[]): void {
 function writeValue(value: unknown, keys: KeyPolicy, out: string[]): void {
   switch (typeof value) {
     case 'string':
-      out.push(JSON.stringify(value));
+      pushString(value, out);
       return;
     case 'boolean':
       out.push(value ? 'true' : 'false');

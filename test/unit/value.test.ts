@@ -106,6 +106,25 @@ describe('valueJson', () => {
   });
 });
 
+describe('long strings (written between quotes as they are when nothing needs escaping)', () => {
+  const long = 'x'.repeat(5000);
+  it.each([
+    ['plain', long],
+    ['base64', Buffer.alloc(6000, 7).toString('base64')],
+    ['non-ASCII', `${long}é€`],
+    ['a quote', `${long}"`],
+    ['a backslash', `\\${long}`],
+    ['a control character', `${long}\u0001`],
+    ['a newline', `${long}\n`],
+    ['a surrogate pair', `${long}😀`],
+    ['a lone surrogate', `${long}\ud800`],
+    ['U+2028', `${long}\u2028`],
+  ])('%s: as JSON.stringify writes it', (_name, text) => {
+    expect(valueJson(text)).toBe(JSON.stringify(text));
+    expect(rowJson({ text })).toBe(`{"text":${JSON.stringify(text)}}`);
+  });
+});
+
 describe('stored rows are written back exactly', () => {
   it.each([
     ['a whole Double', '{"price":10.0}'],
