@@ -91,9 +91,20 @@ function targetOptions(command: Command): Command {
     );
 }
 
+/** One bound on memory for every command that holds documents (README: Memory). */
+function batchBytesOption(): Option {
+  return new Option(
+    '--batch-bytes <size>',
+    'most bytes of documents held at once, e.g. 64MiB, 500KB (README: Memory)',
+  )
+    .default('8MiB')
+    .env('BATCH_BYTES');
+}
+
 function batchOptions(command: Command): Command {
   return command
     .addOption(new Option('--batch-size <n>', 'events per batch').default('1000').env('BATCH_SIZE'))
+    .addOption(batchBytesOption())
     .addOption(
       new Option('--batch-wait-ms <ms>', 'longest wait for more events after the first of a batch')
         .default('100')
@@ -146,14 +157,6 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
   sourceOptions(relayCommand);
   targetOptions(relayCommand);
   batchOptions(relayCommand)
-    .addOption(
-      new Option(
-        '--batch-bytes <size>',
-        'most change-event bytes held at once, the batch being written and the one read ahead (e.g. 64MiB)',
-      )
-        .default('32MiB')
-        .env('BATCH_BYTES'),
-    )
     .addOption(
       new Option(
         '--snapshot <mode>',
@@ -312,6 +315,7 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
     );
   sourceOptions(verifyCmd, { collectionRequired: true, filter: false });
   targetOptions(verifyCmd)
+    .addOption(batchBytesOption())
     .addOption(switchOption('--json', 'print the report as JSON', 'VERIFY_JSON'))
     .addOption(
       new Option(

@@ -28,7 +28,10 @@ export interface RelaySettings extends SourceSettings, TargetSettings {
   snapshot: SnapshotMode;
   fullDocument: FullDocumentMode;
   batchSize: number;
-  /** The most change-event bytes held at once: the batch being written and the one read ahead. */
+  /**
+   * The most bytes of documents held at once: the batch being written and the one read ahead
+   * (each change event's BSON size), or the rows read back to apply patches.
+   */
   batchBytes: number;
   batchWaitMs: number;
   objectPolicy: ObjectPolicy;
@@ -218,6 +221,8 @@ export function tailSettings(raw: Raw): TailSettings {
 export interface ReplaySettings extends TargetSettings {
   file: string;
   batchSize: number;
+  /** A batch closes at half of it, and rows read back for patches are read in such groups. */
+  batchBytes: number;
   objectPolicy: ObjectPolicy;
   onError: 'dlq' | 'fail';
   streamId: string;
@@ -229,6 +234,7 @@ export function replaySettings(file: string, raw: Raw): ReplaySettings {
     ...targetSettings(raw),
     file,
     batchSize: batchSize(raw),
+    batchBytes: byteSize(raw, 'batchBytes', '--batch-bytes'),
     objectPolicy: raw.objectPolicy as ObjectPolicy,
     onError: raw.onError as 'dlq' | 'fail',
     streamId: (raw.streamId as string | undefined) || `replay:${file}`,
@@ -316,6 +322,8 @@ export interface VerifySettings extends TargetSettings {
   collection: string;
   json: boolean;
   waitMs: number;
+  /** Documents are compared in chunks of half of it (their rows read back are the other half). */
+  batchBytes: number;
 }
 
 export function verifySettings(raw: Raw): VerifySettings {
@@ -332,6 +340,7 @@ export function verifySettings(raw: Raw): VerifySettings {
     collection: source.collections[0]!,
     json: raw.json === true,
     waitMs: raw.wait === undefined ? 0 : parseDuration(String(raw.wait), '--wait'),
+    batchBytes: byteSize(raw, 'batchBytes', '--batch-bytes'),
   };
 }
 

@@ -1,11 +1,12 @@
 // Comparing a collection with its table: every document converted exactly as the relay converts
-// it, matched to its row by oid, in chunks so memory stays bounded whatever the size.
+// it, matched to its row by oid, in chunks bounded by count and bytes so memory stays bounded
+// whatever the size of the collection or of its documents.
 //
 // Both sides cannot be merged in one sort order (MongoDB orders _ids by BSON type and value, the
 // table orders oid text), so the check runs twice: MongoDB -> target finds missing and different
 // rows by primary-key lookups; target -> MongoDB walks the table's oids (keyset pagination) and
 // looks each up under every _id it can stand for, to find extra rows.
-import { EJSON, Long, ObjectId, type Document } from 'bson';
+import { BSON, EJSON, Long, ObjectId, type Document } from 'bson';
 import { sql } from 'kysely';
 import type { MongoClient } from 'mongodb';
 import {
@@ -18,6 +19,7 @@ import { oidOf, rowJson } from './convert/value.js';
 import type { Dialect } from './target/dialect.js';
 import { tableRef } from './target/sql.js';
 import type { AnyDb } from './target/writer.js';
+import { GarbagePacer } from './memory.js';
 import { READ_BSON } from './mongo/connect.js';
 
 export interface VerifyOptions {
@@ -27,7 +29,9 @@ export interface VerifyOptions {
   table: string;
   /** How many oids of each kind the report names. */
   sample?: number;
+  /** Documents compared at once: up to chunkSize of them, or until they reach chunkBytes. */
   chunkSize?: number;
+  chunkBytes?: number;
 }
 
 export interface VerifyReport {
@@ -58,6 +62,8 @@ export function differingFields(expected: Json, actual: Json, prefix = '', limit
       }
     } else if (Array.isArray(e) && Array.isArray(a) && e.length === a.length) {
       e.forEach((item, i) => walk(item, a[i], `${path}.${i}`));
+    } else if (typeof e === 'string' && typeof a === 'string') {
+      if (e !== a) out.push(path || '(document)');
     } else if (canonicalJson(e) !== canonicalJson(a)) {
       out.push(path || '(document)');
     }
@@ -94,6 +100,8 @@ export async function verify(
 ): Promise<VerifyReport> {
   const sample = options.sample ?? 5;
   const chunkSize = options.chunkSize ?? 1000;
+  const chunkBytes = options.chunkBytes ?? 4 * 1024 * 1024;
+  const garbage = new GarbagePacer(2 * chunkBytes);
   const collection = client.db(options.database).collection(options.collection);
   const report: VerifyReport = {
     source: `${options.database}.${options.collection}`,
@@ -133,15 +141,19 @@ export async function verify(
   };
 
   let chunk: Document[] = [];
+  let bytes = 0;
   for await (const doc of collection.find(
     {},
     { sort: { _id: 1 }, batchSize: chunkSize, ...READ_BSON },
   )) {
     report.sourceCount++;
     chunk.push(doc);
-    if (chunk.length >= chunkSize) {
+    bytes += BSON.calculateObjectSize(doc);
+    if (chunk.length >= chunkSize || bytes >= chunkBytes) {
       await checkChunk(chunk);
+      garbage.done(bytes);
       chunk = [];
+      bytes = 0;
     }
   }
   if (chunk.length) await checkChunk(chunk);

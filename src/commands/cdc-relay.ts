@@ -36,6 +36,8 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
     onError: settings.onError,
     objectPolicy: settings.objectPolicy,
     tableFor: (collection) => settings.table ?? target.dialect.tableName(collection),
+    // Stored rows read back for patches come in groups the size of a batch.
+    lookupBytes: Math.max(1, Math.floor(settings.batchBytes / 2)),
   });
   const relay = new Relay(
     client,
@@ -46,8 +48,7 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
       fullDocument: settings.fullDocument,
       filter: settings.filter,
       batchSize: settings.batchSize,
-      // One batch is read while the previous one is written: each may take half of the bound.
-      batchBytes: Math.max(1, Math.floor(settings.batchBytes / 2)),
+      batchBytes: settings.batchBytes,
       batchWaitMs: settings.batchWaitMs,
       snapshot: settings.snapshot,
       onDrop: settings.onDrop,

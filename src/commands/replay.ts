@@ -1,13 +1,13 @@
 // `relay replay FILE`: apply change events from canonical Extended JSON lines (what `relay tail`
 // prints) to a target, through the same convert -> fold -> write path as the relay.
 import fs from 'node:fs';
-import readline from 'node:readline';
-import { EJSON, type Document } from 'bson';
+import { BSON, EJSON, type Document } from 'bson';
 import type { ReplaySettings } from '../config.js';
 import { convertEvent, type RowEvent } from '../convert/event.js';
 import { foldBatch } from '../convert/fold.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
+import { GarbagePacer } from '../memory.js';
 import { connectTarget } from '../target/connect.js';
 import { TargetWriter } from '../target/writer.js';
 
@@ -46,6 +46,28 @@ function checkEvent(event: unknown, where: string): Document {
   return e;
 }
 
+/**
+ * The lines of `input` (without their LF or CRLF), read as they are asked for: a slow consumer
+ * holds one line and one chunk of the input, however long the lines (readline's iterator would
+ * buffer up to 1024 lines, gigabytes when each holds a large document).
+ */
+export async function* readLines(input: NodeJS.ReadableStream): AsyncGenerator<string> {
+  input.setEncoding('utf8');
+  let parts: string[] = [];
+  for await (const chunk of input) {
+    let text = chunk as string;
+    for (let at = text.indexOf('\n'); at >= 0; at = text.indexOf('\n')) {
+      parts.push(text.slice(0, at));
+      const line = parts.join('');
+      parts = [];
+      text = text.slice(at + 1);
+      yield line.endsWith('\r') ? line.slice(0, -1) : line;
+    }
+    if (text) parts.push(text);
+  }
+  if (parts.length > 0) yield parts.join('');
+}
+
 export async function replay(
   settings: ReplaySettings,
 ): Promise<{ events: number; deadLetters: number }> {
@@ -61,28 +83,35 @@ export async function replay(
   await opened;
   const target = await connectTarget(settings.targetUrl, settings.dialect);
   const schema = settings.schema ?? target.dialect.defaultSchema;
+  // Bytes held as cdc-relay holds them: a batch of events, then the rows read back for patches.
+  const half = Math.max(1, Math.floor(settings.batchBytes / 2));
   const writer = new TargetWriter(target.db, target.dialect, {
     schema,
     streamId: settings.streamId,
     onError: settings.onError,
     objectPolicy: settings.objectPolicy,
     tableFor: (collection) => settings.table ?? target.dialect.tableName(collection),
+    lookupBytes: half,
   });
   let events = 0;
   let deadLetters = 0;
   let batch: RowEvent[] = [];
+  let batchBytes = 0;
+  const garbage = new GarbagePacer(settings.batchBytes);
   const flush = async () => {
     if (batch.length === 0) return;
     const result = await writer.write(foldBatch(batch), null);
+    garbage.done(batchBytes);
     deadLetters += result.deadLetters.length;
     for (const letter of result.deadLetters)
       log.warn(`dead-lettered ${letter.collection} ${letter.oid}: ${letter.error}`);
     batch = [];
+    batchBytes = 0;
   };
   try {
     await writer.prepare([]);
     let lineNumber = 0;
-    for await (const line of readline.createInterface({ input, crlfDelay: Infinity })) {
+    for await (const line of readLines(input)) {
       lineNumber++;
       if (line.trim() === '') continue;
       for (const event of parseEventLine(line, lineNumber, settings.file)) {
@@ -93,9 +122,10 @@ export async function replay(
           continue;
         }
         batch.push(converted);
+        batchBytes += BSON.calculateObjectSize(event);
         events++;
       }
-      if (batch.length >= settings.batchSize) await flush();
+      if (batch.length >= settings.batchSize || batchBytes >= half) await flush();
     }
     await flush();
     log.info(`replayed ${events} events from ${settings.file}; ${deadLetters} dead letters`);

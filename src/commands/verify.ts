@@ -33,6 +33,7 @@ export async function verifyCommand(
         collection: settings.collection,
         schema,
         table,
+        chunkBytes: Math.max(1, Math.floor(settings.batchBytes / 2)),
       };
       const deadline = Date.now() + settings.waitMs;
       let report = await verify(client, target.db, target.dialect, options);

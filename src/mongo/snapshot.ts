@@ -1,45 +1,54 @@
 // The initial copy of a collection, in `_id` order and in batches, resumable after the last
 // `_id` copied.
-import { BSON, type Document, type MongoClient } from 'mongodb';
+import { BSON, type Document, type FindCursor, type MongoClient } from 'mongodb';
 import { READ_BSON } from './connect.js';
 import { isInternalCollection } from './namespaces.js';
 
-/** A batch closes at `batchSize` documents or once they reach `batchBytes` (BSON size). */
-export interface BatchLimits {
-  batchSize: number;
-  batchBytes: number;
+export interface SnapshotBatch {
+  documents: Document[];
+  /** Their BSON size. */
+  bytes: number;
 }
 
-export async function* snapshotBatches(
-  client: MongoClient,
-  database: string,
-  collection: string,
-  { batchSize, batchBytes }: BatchLimits,
-  afterId: unknown,
-): AsyncGenerator<Document[]> {
-  // `$gt` compares within one BSON type; resumeAfter() does not resume a collection whose _ids mix
-  // types (it would skip the other types).
-  const filter: Document =
-    afterId === undefined || afterId === null ? {} : { _id: { $gt: afterId } };
-  const cursor = client
-    .db(database)
-    .collection(collection)
-    .find(filter, { sort: { _id: 1 }, batchSize, ...READ_BSON });
-  let batch: Document[] = [];
-  let bytes = 0;
-  try {
-    for await (const doc of cursor) {
-      batch.push(doc);
+/** Reads one collection after `afterId` in `_id` order, a batch at a time. */
+export class SnapshotReader {
+  private readonly cursor: FindCursor<Document>;
+
+  constructor(
+    client: MongoClient,
+    database: string,
+    collection: string,
+    private readonly batchSize: number,
+    afterId: unknown,
+  ) {
+    // `$gt` compares within one BSON type; resumeAfter() does not resume a collection whose _ids
+    // mix types (it would skip the other types).
+    const filter: Document =
+      afterId === undefined || afterId === null ? {} : { _id: { $gt: afterId } };
+    this.cursor = client
+      .db(database)
+      .collection(collection)
+      .find(filter, { sort: { _id: 1 }, batchSize, ...READ_BSON });
+  }
+
+  /**
+   * The next documents, up to `batchSize` or until they reach `maxBytes` (the one that reaches
+   * it included, so a document of any size is copied); none after the last.
+   */
+  async next(maxBytes: number): Promise<SnapshotBatch> {
+    const documents: Document[] = [];
+    let bytes = 0;
+    while (documents.length < this.batchSize && bytes < maxBytes) {
+      const doc = await this.cursor.next();
+      if (doc === null) break;
+      documents.push(doc);
       bytes += BSON.calculateObjectSize(doc);
-      if (batch.length >= batchSize || bytes >= batchBytes) {
-        yield batch;
-        batch = [];
-        bytes = 0;
-      }
     }
-    if (batch.length > 0) yield batch;
-  } finally {
-    await cursor.close();
+    return { documents, bytes };
+  }
+
+  async close(): Promise<void> {
+    await this.cursor.close();
   }
 }
 

@@ -1,5 +1,5 @@
-// Reading a change stream in batches: up to `batchSize` events or `batchBytes` of them, waiting at
-// most `batchWaitMs` after the first, a collection- or database-wide event always last in its
+// Reading a change stream in batches: up to `batchSize` events or the bytes the caller allows,
+// waiting at most `batchWaitMs` after the first, a collection- or database-wide event always last in its
 // batch. Reopens past `invalidate` with `startAfter`, as the design asks. Events over 16 MB arrive
 // split into fragments ($changeStreamSplitLargeEvent, MongoDB 7.0 and 6.0.9+) and leave here whole.
 import { BSON, type Timestamp, type ChangeStream, type Document, type MongoClient } from 'mongodb';
@@ -20,8 +20,9 @@ export interface SourceOptions {
   filter: Document[];
   batchSize: number;
   /**
-   * A batch closes once its events reach this many bytes (their BSON size), so large documents
-   * make small batches; a batch always takes its first event, however large.
+   * Most bytes of events (their BSON size) held at once: the batch being written and the one
+   * read ahead together (`readAheadBytes`). Large documents make small batches; a batch always
+   * takes its first event, however large.
    */
   batchBytes: number;
   batchWaitMs: number;
@@ -29,6 +30,8 @@ export interface SourceOptions {
 
 export interface SourceBatch {
   events: Document[];
+  /** Their BSON size. */
+  bytes: number;
   /** Where a stream reopened after this batch continues; null before the server named one. */
   position: StreamPosition | null;
 }
@@ -166,8 +169,11 @@ export class ChangeSource {
     return this.stream;
   }
 
-  /** The next batch of events; an empty one after `batchWaitMs` without any. */
-  async next(): Promise<SourceBatch> {
+  /**
+   * The next batch of events, closed once they reach `maxBytes` (the one that reaches it
+   * included); an empty one after `batchWaitMs` without any.
+   */
+  async next(maxBytes = this.options.batchBytes): Promise<SourceBatch> {
     const events: Document[] = [];
     // Local to one read: a batch never ends inside a split event, and a read that fails midway
     // leaves the position at the last whole event, where the reopened stream starts again.
@@ -180,8 +186,7 @@ export class ChangeSource {
     let stream: ChangeStream;
     try {
       stream = await this.ensureStream();
-      const full = () =>
-        events.length >= this.options.batchSize || bytes >= this.options.batchBytes;
+      const full = () => events.length >= this.options.batchSize || bytes >= maxBytes;
       while (!full() || assembler.partial) {
         const waited = Date.now() - (events.length > 0 ? firstAt : started);
         if (!assembler.partial && events.length > 0 && waited >= this.options.batchWaitMs) break;
@@ -207,7 +212,7 @@ export class ChangeSource {
       await this.close();
       this.open({ startAfter: events.at(-1)!._id });
     }
-    return { events, position: this.position };
+    return { events, bytes, position: this.position };
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,7 @@
 // retries that keep health and metrics up to date. The jobs (copy, stream, control) take it.
 import type { MongoClient } from 'mongodb';
 import type { Logger } from '../log.js';
+import { GarbagePacer } from '../memory.js';
 import type { RelayMetrics } from '../metrics.js';
 import { isTransientMongoError } from '../mongo/errors.js';
 import type { SourceOptions } from '../mongo/source.js';
@@ -28,6 +29,8 @@ export class RelayContext {
   collections: string[] = [];
   /** The checkpoint as last written (or about to be written with the batch in flight). */
   checkpoint: Checkpoint = { position: null, snapshot: null, eventTime: null };
+  /** Told the bytes of each batch once written: its copies are freed without delay. */
+  readonly garbage: GarbagePacer;
 
   constructor(
     readonly client: MongoClient,
@@ -37,7 +40,9 @@ export class RelayContext {
     readonly stats: RelayStats,
     readonly metrics: RelayMetrics,
     readonly health: RelayHealth,
-  ) {}
+  ) {
+    this.garbage = new GarbagePacer(options.batchBytes);
+  }
 
   /** Runs a target operation, retrying transient faults with backoff. */
   target<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
@@ -157,6 +162,17 @@ export class RelayContext {
       );
     }
   }
+}
+
+/**
+ * How many bytes of events the next read may take while a batch of `inFlightBytes` is written,
+ * so that both stay within `batchBytes` (plus the one document that closes a batch): half of
+ * it, or what the batch in flight leaves if less. 0 when the batch in flight fills it alone (a
+ * document larger than half of it): the next read then waits until that batch is written.
+ */
+export function readAheadBytes(batchBytes: number, inFlightBytes: number): number {
+  const half = Math.max(1, Math.floor(batchBytes / 2));
+  return Math.max(0, Math.min(half, batchBytes - inFlightBytes));
 }
 
 /**

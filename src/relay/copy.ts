@@ -4,8 +4,8 @@
 import type { Document } from 'mongodb';
 import { convertEvent, type RowEvent } from '../convert/event.js';
 import { foldBatch } from '../convert/fold.js';
-import { resumeAfter, snapshotBatches } from '../mongo/snapshot.js';
-import { readAhead, unlessStopped, type RelayContext } from './context.js';
+import { resumeAfter, SnapshotReader, type SnapshotBatch } from '../mongo/snapshot.js';
+import { readAhead, readAheadBytes, unlessStopped, type RelayContext } from './context.js';
 
 export interface SnapshotProgress {
   /** Only these collections (one replaced by a rename); every relayed one when absent. */
@@ -72,7 +72,7 @@ async function copyCollection(
   signal: AbortSignal,
 ): Promise<boolean> {
   const { client, options } = ctx;
-  let batches: AsyncGenerator<Document[]> | null = null;
+  let reader: SnapshotReader | null = null;
   /** The client's connection the cursor was opened on; connecting anew closed it. */
   let openedOn = ctx.mongoConnection;
   const open = async () => {
@@ -83,33 +83,43 @@ async function copyCollection(
         `${namespace} has _ids of several BSON types: copying it again from the start, since resuming after the last _id would skip the other types`,
       );
     }
-    return snapshotBatches(client, options.database, collection, options, resume.afterId);
+    return new SnapshotReader(
+      client,
+      options.database,
+      collection,
+      options.batchSize,
+      resume.afterId,
+    );
   };
   // state.lastId is set before a batch's write starts, so a read failing meanwhile re-opens
   // after that batch.
-  const read = () =>
+  const read = (maxBytes: number) =>
     ctx.mongo(async () => {
       try {
         if (openedOn !== ctx.mongoConnection) {
-          await batches?.return(undefined).catch(() => undefined);
-          batches = null;
+          await reader?.close().catch(() => undefined);
+          reader = null;
         }
-        batches ??= await open();
-        return await batches.next();
+        reader ??= await open();
+        return await reader.next(maxBytes);
       } catch (error) {
-        await batches?.return(undefined).catch(() => undefined);
-        batches = null;
+        await reader?.close().catch(() => undefined);
+        reader = null;
         throw error;
       }
     }, signal);
-  let pending = readAhead(read());
+  let pending: Promise<SnapshotBatch> | null = null;
   try {
     while (true) {
+      pending ??= readAhead(read(readAheadBytes(options.batchBytes, 0)));
       const next = await unlessStopped(pending, signal);
-      if (next?.done) return true;
+      pending = null;
+      if (next?.documents.length === 0) return true;
       if (!next || signal.aborted) return false;
-      pending = readAhead(read());
-      const docs = next.value;
+      // The next batch is read while this one is written, in the room this one leaves.
+      const room = readAheadBytes(options.batchBytes, next.bytes);
+      if (room > 0) pending = readAhead(read(room));
+      const docs = next.documents;
       const rows = docs.map((doc) => snapshotRow(ctx, collection, doc));
       const result = await ctx.target(() => {
         // The checkpoint written with these rows names their last _id.
@@ -119,13 +129,14 @@ async function copyCollection(
       ctx.stats.snapshotDocs += docs.length;
       ctx.metrics.snapshotCopied.inc({ namespace }, docs.length);
       ctx.countDeadLetters(result);
+      ctx.garbage.done(next.bytes);
     }
   } finally {
     // Closes the cursor once the read in flight settles, without waiting for it: after a fatal
     // error that read may be retrying a MongoDB outage.
-    void pending
+    void (pending ?? Promise.resolve())
       .catch(() => undefined)
-      .then(() => (batches as AsyncGenerator<Document[]> | null)?.return(undefined))
+      .then(() => (reader as SnapshotReader | null)?.close())
       .catch(() => undefined);
   }
 }

@@ -1,5 +1,5 @@
-// The change stream: batches read one ahead of the batch being written (a slow target slows
-// reading instead of growing a queue), each converted, folded, written with its checkpoint.
+// The change stream: batches read one ahead of the batch being written, both within
+// --batch-bytes (a slow target slows reading instead of growing a queue), each converted, folded, written with its checkpoint.
 // A MongoDB fault reopens the stream after the last batch read.
 import type { Document } from 'mongodb';
 import { convertEvent, type ControlEvent, type RowEvent } from '../convert/event.js';
@@ -9,7 +9,7 @@ import { temporaryOrigin } from '../mongo/namespaces.js';
 import { ChangeSource, type SourceBatch, type StreamPosition } from '../mongo/source.js';
 import { eventTimeMs } from '../stats.js';
 import type { Checkpoint } from '../target/writer.js';
-import { readAhead, unlessStopped, type RelayContext } from './context.js';
+import { readAhead, readAheadBytes, unlessStopped, type RelayContext } from './context.js';
 import { applyControl } from './control.js';
 
 /** Streams from `position` until `signal` aborts (after the batch in flight) or a fatal error. */
@@ -26,7 +26,7 @@ export async function streamChanges(
   let reopen = false;
   /** The client's connection the stream was opened on; connecting anew closed it. */
   let openedOn = ctx.mongoConnection;
-  const read = () =>
+  const read = (maxBytes: number) =>
     ctx.mongo(async () => {
       if (reopen || openedOn !== ctx.mongoConnection) {
         await source.close();
@@ -35,7 +35,7 @@ export async function streamChanges(
         openedOn = ctx.mongoConnection;
       }
       try {
-        const batch = await source.next();
+        const batch = await source.next(maxBytes);
         ctx.health.streamOpen = true;
         lastReadPosition = batch.position ?? lastReadPosition;
         return batch;
@@ -46,15 +46,20 @@ export async function streamChanges(
         throw error;
       }
     }, signal);
-  let pending: Promise<SourceBatch> | null = readAhead(read());
+  let pending: Promise<SourceBatch> | null = null;
   try {
-    while (pending) {
+    while (true) {
+      pending ??= readAhead(read(readAheadBytes(ctx.options.batchBytes, 0)));
       const batch = await unlessStopped(pending, signal);
+      pending = null;
       if (!batch) break;
-      pending = signal.aborted ? null : readAhead(read());
+      // The next batch is read while this one is written, in the room this one leaves.
+      const room = readAheadBytes(ctx.options.batchBytes, batch.bytes);
+      if (room > 0 && !signal.aborted) pending = readAhead(read(room));
       await applyBatch(ctx, batch, signal);
+      ctx.garbage.done(batch.bytes);
       // Stopped during the copy of a collection a rename replaced: the next start resumes it.
-      if (ctx.checkpoint.snapshot) break;
+      if (ctx.checkpoint.snapshot || signal.aborted) break;
     }
   } finally {
     await pending?.catch(() => undefined);

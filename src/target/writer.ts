@@ -14,6 +14,8 @@ import { MAX_PARAMETERS, quoteIdent, tableRef } from './sql.js';
 
 /** Upper bound on the text one statement carries (JSON, oids, events), to keep memory small. */
 const MAX_STATEMENT_BYTES = 16 * 1024 * 1024;
+/** Stored rows read back at once to apply patches, unless WriterOptions.lookupBytes says. */
+const LOOKUP_BYTES = 4 * 1024 * 1024;
 
 export const CHECKPOINT_TABLE = 'relay_checkpoints';
 export const DEAD_LETTER_TABLE = 'relay_dead_letters';
@@ -50,6 +52,12 @@ export interface WriterOptions {
   onError: 'dlq' | 'fail';
   objectPolicy: ObjectPolicy;
   tableFor(collection: string): string;
+  /**
+   * Most bytes (JSON text) of stored rows read back at once to apply update patches: the rows
+   * patched from them are written before more are read (plus one lookup's overshoot). 4 MiB by
+   * default.
+   */
+  lookupBytes?: number;
 }
 
 /**
@@ -68,6 +76,11 @@ export class TargetWriter {
   /** Which collection each table holds: two collections on one table would mix their rows. */
   private readonly owners = new Map<string, string>();
   private readonly typing: RowTyping;
+  /**
+   * Bytes of stored rows the last lookup read per key it named (a row not found counts 0): sizes
+   * the next lookup. Null before any.
+   */
+  private storedKeyBytes: number | null = null;
 
   constructor(
     readonly db: AnyDb,
@@ -153,39 +166,8 @@ export class TargetWriter {
     const attempt = async (careful: boolean) => {
       const run = async (db: AnyDb): Promise<WriteResult> => {
         const result: WriteResult = { upserted: 0, deleted: 0, deadLetters: [] };
-        const resolved = await this.resolve(db, rows, result.deadLetters);
-        for (const [table, group] of groupBy(resolved, (r) =>
-          this.options.tableFor(r.collection),
-        )) {
-          const upserts = await this.typed(
-            db,
-            table,
-            group.filter((r) => r.change.kind === 'upsert'),
-            result.deadLetters,
-          );
-          const deletes = group.filter((r) => r.change.kind === 'delete');
-          const json = (r: ResolvedRow) => (r.change as { json: string }).json.length;
-          for (const chunk of statementChunks(upserts, this.dialect.maxRowsPerInsert, json)) {
-            result.upserted += await this.isolate(
-              db,
-              table,
-              chunk,
-              'upsert',
-              result.deadLetters,
-              careful,
-            );
-          }
-          const oid = (r: ResolvedRow) => r.oid.length;
-          for (const chunk of statementChunks(deletes, this.dialect.maxKeysPerStatement, oid)) {
-            result.deleted += await this.isolate(
-              db,
-              table,
-              chunk,
-              'delete',
-              result.deadLetters,
-              careful,
-            );
-          }
+        for await (const resolved of this.resolve(db, rows, result.deadLetters)) {
+          await this.writeResolved(db, resolved, result, careful);
         }
         if (result.deadLetters.length > 0) {
           if (this.options.onError === 'fail') {
@@ -213,60 +195,142 @@ export class TargetWriter {
     }
   }
 
-  /** Turns patches into upserts against the stored rows; rejects become dead letters. */
-  private async resolve(db: AnyDb, rows: FoldedRow[], dead: DeadLetter[]): Promise<ResolvedRow[]> {
-    const stored = new Map<string, Map<string, StoredObject>>();
-    const patched = rows.filter((r) => r.change.kind === 'patch');
-    for (const [table, group] of groupBy(patched, (r) => this.options.tableFor(r.collection))) {
-      const found = new Map<string, StoredObject>();
-      for (const chunk of chunks(group, this.dialect.maxKeysPerStatement)) {
-        const { rows: result } = await sql<{ oid: string; data: unknown }>`
-          SELECT "oid", "data" FROM ${tableRef(this.schema, table)}
-          WHERE ${this.dialect.oidIn(chunk.map((r) => r.oid))}`.execute(db);
-        for (const row of result) {
-          const data = parseStoredJson(row.data);
-          if (isStoredObject(data)) found.set(row.oid, data);
-        }
+  /** Writes resolved rows, upserts then deletes, table by table, in statements within bounds. */
+  private async writeResolved(
+    db: AnyDb,
+    resolved: ResolvedRow[],
+    result: WriteResult,
+    careful: boolean,
+  ): Promise<void> {
+    for (const [table, group] of groupBy(resolved, (r) => this.options.tableFor(r.collection))) {
+      const upserts = await this.typed(
+        db,
+        table,
+        group.filter((r) => r.change.kind === 'upsert'),
+        result.deadLetters,
+      );
+      const deletes = group.filter((r) => r.change.kind === 'delete');
+      const json = (r: ResolvedRow) => (r.change as { json: string }).json.length;
+      for (const chunk of statementChunks(upserts, this.dialect.maxRowsPerInsert, json)) {
+        result.upserted += await this.isolate(
+          db,
+          table,
+          chunk,
+          'upsert',
+          result.deadLetters,
+          careful,
+        );
       }
-      stored.set(table, found);
+      const oid = (r: ResolvedRow) => r.oid.length;
+      for (const chunk of statementChunks(deletes, this.dialect.maxKeysPerStatement, oid)) {
+        result.deleted += await this.isolate(
+          db,
+          table,
+          chunk,
+          'delete',
+          result.deadLetters,
+          careful,
+        );
+      }
     }
+  }
+
+  /**
+   * The rows as upserts and deletes, in groups to write one after the other: first the rows that
+   * carry what to write, then the patches, applied to their stored rows, which are read back in
+   * groups of about `lookupBytes` (a batch of small patches can name rows of megabytes each).
+   * Rejects become dead letters.
+   */
+  private async *resolve(
+    db: AnyDb,
+    rows: FoldedRow[],
+    dead: DeadLetter[],
+  ): AsyncGenerator<ResolvedRow[]> {
     const resolved: ResolvedRow[] = [];
     for (const row of rows) {
       const change = row.change;
-      if (change.kind === 'delete') {
-        resolved.push({ ...row, change });
-        continue;
-      }
-      if (change.kind === 'upsert') {
+      if (change.kind === 'delete') resolved.push({ ...row, change });
+      else if (change.kind === 'upsert') {
         resolved.push({ ...row, change: { kind: 'upsert', json: change.json, doc: change.doc } });
-        continue;
-      }
-      if (change.kind === 'reject') {
-        dead.push(this.deadLetter(row, change.error));
-        continue;
-      }
-      const base = stored.get(this.options.tableFor(row.collection))?.get(row.oid);
-      if (!base) {
-        dead.push(
-          this.deadLetter(
-            row,
-            'update without a full document for a row the target does not have; re-run with --snapshot initial or a full-document mode',
-          ),
-        );
-        continue;
-      }
-      try {
-        // The stored row is written back from its own number texts: `10.0` and 64-bit
-        // integers stay exactly as the target returned them.
-        const keys = this.dialect.objectKey;
-        const data = change.patches.reduce((doc, patch) => applyPatch(doc, patch, keys), base);
-        resolved.push({ ...row, change: { kind: 'upsert', json: rowJson(data, keys), doc: data } });
-      } catch (error) {
-        if (!(error instanceof RowError)) throw error;
-        dead.push(this.deadLetter(row, error.message));
-      }
+      } else if (change.kind === 'reject') dead.push(this.deadLetter(row, change.error));
     }
-    return resolved;
+    if (resolved.length > 0) yield resolved;
+    const limit = this.options.lookupBytes ?? LOOKUP_BYTES;
+    const patched = rows.filter((r) => r.change.kind === 'patch');
+    for (const [table, group] of groupBy(patched, (r) => this.options.tableFor(r.collection))) {
+      let patches: ResolvedRow[] = [];
+      let bytes = 0;
+      for (let next = 0; next < group.length;) {
+        // As many keys as rows of the mean size seen fill the room left (rounded up); one
+        // before any row was read.
+        const mean = this.storedKeyBytes;
+        const keys =
+          mean === null
+            ? 1
+            : Math.min(this.dialect.maxKeysPerStatement, Math.ceil((limit - bytes) / mean));
+        const chunk = group.slice(next, next + keys);
+        next += chunk.length;
+        const found = await this.lookup(db, table, chunk);
+        let read = 0;
+        for (const { bytes: size } of found.values()) read += size;
+        this.storedKeyBytes = read / chunk.length;
+        bytes += read;
+        for (const row of chunk) this.applyPatches(row, found.get(row.oid)?.data, patches, dead);
+        if (bytes >= limit) {
+          yield patches;
+          patches = [];
+          bytes = 0;
+        }
+      }
+      if (patches.length > 0) yield patches;
+    }
+  }
+
+  /** The stored rows of `rows` in `table` (primary-key lookup), with the size of their text. */
+  private async lookup(
+    db: AnyDb,
+    table: string,
+    rows: FoldedRow[],
+  ): Promise<Map<string, { data: StoredObject; bytes: number }>> {
+    const { rows: result } = await sql<{ oid: string; data: unknown }>`
+      SELECT "oid", "data" FROM ${tableRef(this.schema, table)}
+      WHERE ${this.dialect.oidIn(rows.map((r) => r.oid))}`.execute(db);
+    const found = new Map<string, { data: StoredObject; bytes: number }>();
+    for (const row of result) {
+      const data = parseStoredJson(row.data);
+      const bytes = typeof row.data === 'string' ? row.data.length : 0;
+      if (isStoredObject(data)) found.set(row.oid, { data, bytes });
+    }
+    return found;
+  }
+
+  /** A patch row applied to its stored row, as an upsert; or its dead letter. */
+  private applyPatches(
+    row: FoldedRow,
+    base: StoredObject | undefined,
+    resolved: ResolvedRow[],
+    dead: DeadLetter[],
+  ): void {
+    if (row.change.kind !== 'patch') return;
+    if (!base) {
+      dead.push(
+        this.deadLetter(
+          row,
+          'update without a full document for a row the target does not have; re-run with --snapshot initial or a full-document mode',
+        ),
+      );
+      return;
+    }
+    try {
+      // The stored row is written back from its own number texts: `10.0` and 64-bit
+      // integers stay exactly as the target returned them.
+      const keys = this.dialect.objectKey;
+      const data = row.change.patches.reduce((doc, patch) => applyPatch(doc, patch, keys), base);
+      resolved.push({ ...row, change: { kind: 'upsert', json: rowJson(data, keys), doc: data } });
+    } catch (error) {
+      if (!(error instanceof RowError)) throw error;
+      dead.push(this.deadLetter(row, error.message));
+    }
   }
 
   /**

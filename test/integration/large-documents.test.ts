@@ -1,8 +1,13 @@
-// cdc-relay with large documents: batches bounded by bytes (--batch-bytes), through the snapshot
-// and the stream, with the relay SIGKILLed in the middle of each and restarted. Fewer documents
-// than the benchmark (bench/large.ts runs 300 × 2 MB and 20 × 15 MB), still large ones.
+// Large documents, bounded by --batch-bytes: cdc-relay through the snapshot and the stream, with
+// the relay SIGKILLed in the middle of each and restarted; update patches applied to large
+// stored rows; verify and replay of large documents. Fewer documents than the benchmark
+// (bench/large.ts runs 300 × 2 MB and 20 × 15 MB), still large ones.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { EJSON } from 'bson';
 import type { Collection, Document, MongoClient } from 'mongodb';
 import type { TestMongo } from '../support/mongo/index.js';
 import type { TestTarget } from '../support/target.js';
@@ -10,6 +15,7 @@ import {
   expectConverges,
   query,
   relayArgs,
+  runCli,
   spawnRelay,
   useServers,
   waitFor,
@@ -86,9 +92,9 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('large documents', () => {
   it('snapshot and stream of 2 MB documents in batches of a few MB, killed and restarted in each', async () => {
     const database = mongo.database('large');
     const coll = client.db(database).collection('reports');
-    // 12 documents of 2 MB; --batch-bytes 2MB makes batches of one document (each batch may
-    // take half the bound, and a batch always takes its first document), so a kill lands in the
-    // middle of the copy and of the stream.
+    // 12 documents of 2 MB; --batch-bytes 2MB makes batches of one document (a batch closes at
+    // half the bound, always with its first document, and nothing is read ahead of a batch that
+    // fills the bound), so a kill lands in the middle of the copy and of the stream.
     await insertReports(
       coll,
       Array.from({ length: 12 }, (_, i) => i),
@@ -136,6 +142,89 @@ describe.runIf(!process.env.TEST_MONGODB_URL)('large documents', () => {
       expect(await streaming.exited).toBe(0);
     }
   }, 300_000);
+
+  it('patches to large rows read them back in groups within --batch-bytes; verify compares them', async () => {
+    const database = mongo.database('patchlarge');
+    const coll = client.db(database).collection('patched');
+    const ids = Array.from({ length: 8 }, (_, i) => i);
+    await insertReports(coll, ids, 2 * MB);
+    // Rows are read back in groups of half of --batch-bytes: one 2 MB row each here.
+    const relay = spawnRelay([
+      'cdc-relay',
+      ...largeArgs(
+        database,
+        '--collection',
+        'patched',
+        '--full-document',
+        'patch',
+        '--batch-bytes',
+        '4MB',
+      ),
+    ]);
+    try {
+      await relay.waitForOutput(/streaming/, 60_000);
+      // One batch of small update events, each a patch to a 2 MB row.
+      await coll.updateMany({}, { $set: { version: 1 }, $unset: { title: '' } });
+      await coll.updateOne({ _id: 3 as never }, { $set: { title: 'three' } });
+      await expectConverges(coll, target, 'patched', 120_000);
+    } finally {
+      relay.child.kill('SIGTERM');
+      expect(await relay.exited).toBe(0);
+    }
+
+    const verify = (...extra: string[]) =>
+      runCli([
+        'verify',
+        ...['--mongodb-url', mongo.url, '--database', database, '--collection', 'patched'],
+        ...['--target-url', target.url, '--schema', target.schema, '--batch-bytes', '4MB'],
+        ...extra,
+      ]);
+    const ok = await verify();
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/8 documents, 8 rows: 8 matching, 0 missing, 0 extra, 0 different/);
+
+    const table = `"${target.schema}"."patched"`;
+    const changeBody =
+      target.dialect === 'cratedb'
+        ? `UPDATE ${table} SET data['body'] = 'changed' WHERE oid = '5'`
+        : `UPDATE ${table} SET data = jsonb_set(data, '{body}', '"changed"') WHERE oid = '5'`;
+    await query(target, changeBody);
+    const bad = await verify();
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/7 matching, 0 missing, 0 extra, 1 different/);
+    expect(bad.stdout).toMatch(/different: 5 \(body\)/);
+  }, 300_000);
+
+  it('replay applies lines of megabytes in batches within --batch-bytes', async () => {
+    const database = mongo.database('replaylarge');
+    const coll = client.db(database).collection('reports');
+    const docs = [1, 2, 3, 4].map((id) => report(id, 2 * MB));
+    await coll.insertMany(docs);
+    const lines = docs.map((doc) =>
+      EJSON.stringify(
+        {
+          _id: { _data: `8200000001${doc._id}` },
+          operationType: 'insert',
+          ns: { db: database, coll: 'reports' },
+          documentKey: { _id: doc._id },
+          fullDocument: doc,
+        },
+        { relaxed: false },
+      ),
+    );
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'relay-replay-')), 'large.jsonl');
+    fs.writeFileSync(file, `${lines.join('\n')}\n`);
+    const policy = target.dialect === 'cratedb' ? ['--object-policy', 'ignored'] : [];
+    const result = await runCli([
+      'replay',
+      file,
+      ...['--target-url', target.url, '--schema', target.schema, '--batch-bytes', '4MB'],
+      ...['--table', 'replayed', ...policy],
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(/replayed 4 events/);
+    await expectConverges(coll, target, 'replayed', 60_000);
+  }, 120_000);
 
   it('one document larger than --batch-bytes is a batch of its own, never refused', async () => {
     const database = mongo.database('huge');

@@ -34,6 +34,8 @@ interface Script {
   silent?: Set<string>;
   deadLetterSkips?: number;
   checkpointRows?: bigint;
+  /** The stored `data` (JSON text) a primary-key lookup returns for an oid, if any. */
+  stored?: (oid: string) => string | undefined;
 }
 
 class ScriptedConnection implements DatabaseConnection {
@@ -59,6 +61,10 @@ class ScriptedConnection implements DatabaseConnection {
         return { rows: [] };
       }
       return { rows: params.filter((_, i) => i % 8 === 0).map((id) => ({ id })) as R[] };
+    }
+    if (/^\s*SELECT "oid", "data" FROM/.test(text)) {
+      const found = (params as string[]).map((oid) => ({ oid, data: this.script.stored?.(oid) }));
+      return { rows: found.filter((r) => r.data !== undefined) as R[] };
     }
     if (text.includes('"relay_checkpoints"')) {
       return { rows: [], numAffectedRows: this.script.checkpointRows ?? 1n };
@@ -98,7 +104,7 @@ function recordingDb(script: Script = {}): { db: AnyDb; statements: string[] } {
   return { db, statements };
 }
 
-function writerFor(dialect: Dialect, script: Script = {}) {
+function writerFor(dialect: Dialect, script: Script = {}, lookupBytes?: number) {
   const { db, statements } = recordingDb(script);
   const writer = new TargetWriter(db, dialect, {
     schema: dialect.defaultSchema,
@@ -106,6 +112,7 @@ function writerFor(dialect: Dialect, script: Script = {}) {
     onError: 'dlq',
     objectPolicy: 'dynamic',
     tableFor: (c) => c,
+    lookupBytes,
   });
   return { writer, statements };
 }
@@ -226,7 +233,8 @@ describe('CrateDB statements stay primary-key lookups and under statement_max_le
 
   it('patch reads name at most 1,000 keys a statement', async () => {
     const reads = (await write(2500, 'update')).filter((s) => s.startsWith('SELECT'));
-    expect(reads.map(terms)).toEqual([1000, 1000, 500]);
+    // The first names one key: the writer has not seen a stored row's size yet (none found).
+    expect(reads.map(terms)).toEqual([1, 1000, 1000, 499]);
   });
 
   it('upserts and dead letters stay far under statement_max_length', async () => {
@@ -234,6 +242,51 @@ describe('CrateDB statements stay primary-key lookups and under statement_max_le
     expect(inserts.length).toBeGreaterThan(1);
     for (const s of inserts) expect(s.length).toBeLessThan(STATEMENT_MAX_LENGTH / 2);
   });
+});
+
+describe('rows read back for patches are bounded by bytes', () => {
+  const ROW = 1_000_000;
+  /** Keys a lookup names, rows an upsert writes (two parameters each). */
+  const rowsNamed = (s: string) =>
+    (s.match(/\$\d+/g) ?? []).length / (s.startsWith('INSERT') ? 2 : 1);
+  // About 1 MB of text in strings CrateDB indexes (at most 32766 bytes each).
+  const body = JSON.stringify(Array.from({ length: ROW / 1000 }, () => 'x'.repeat(998)));
+  const stored = (oid: string) => `{"_id":${oid},"v":0,"body":${body}}`;
+  const patches = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      operationType: 'update',
+      ns: { db: 'd', coll: 'big' },
+      documentKey: { _id: i },
+      updateDescription: { updatedFields: { v: 1 }, removedFields: [], truncatedArrays: [] },
+    }));
+
+  it.each([crateDialect, postgresDialect])(
+    '$name: about lookupBytes of rows are read, then written, then the next',
+    async (dialect) => {
+      const { writer, statements } = writerFor(dialect, { stored }, 3 * ROW);
+      const rows = foldBatch(
+        patches(10).map((e) => convertEvent(e, dialect.objectKey) as RowEvent),
+      );
+      const result = await writer.write(rows, null);
+      expect(result.upserted).toBe(10);
+      const steps = statements
+        .filter((s) => /^(SELECT|INSERT) .*"big"/.test(s))
+        .map((s) => `${s.startsWith('SELECT') ? 'read' : 'write'} ${rowsNamed(s)}`);
+      // One key first (no size seen yet), then as many as 3 MB of rows of the size seen hold:
+      // each group is at most 3 MB plus one row, and written before the next is read.
+      expect(steps).toEqual([
+        'read 1',
+        'read 2',
+        'write 3',
+        'read 3',
+        'write 3',
+        'read 3',
+        'write 3',
+        'read 1',
+        'write 1',
+      ]);
+    },
+  );
 });
 
 describe('classifyTargetError', () => {
