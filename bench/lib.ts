@@ -40,17 +40,15 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-/** The MongoDB harness as its own process, so its CPU is not the relay's. */
-export async function startHarness(): Promise<Harness> {
-  const port = await freePort();
+/** `script` (TypeScript, run with tsx) as a child process, once it prints `ready <url>`. */
+async function spawnReady(
+  script: string,
+  args: string[],
+): Promise<{ child: ChildProcess; url: string }> {
   const child = track(
-    spawn(
-      process.execPath,
-      ['--import', 'tsx', 'test/support/mongo/standalone.ts', '--port', String(port)],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    ),
+    spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
   );
   const url = await new Promise<string>((resolve, reject) => {
     const lines = readline.createInterface({ input: child.stdout! });
@@ -58,8 +56,18 @@ export async function startHarness(): Promise<Harness> {
       const match = /^ready (\S+)$/.exec(line);
       if (match) resolve(match[1]!);
     });
-    child.once('exit', (code) => reject(new Error(`harness exited with ${code}`)));
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
   });
+  return { child, url };
+}
+
+/** The MongoDB harness as its own process, so its CPU is not the relay's. */
+export async function startHarness(): Promise<Harness> {
+  const port = await freePort();
+  const { child, url } = await spawnReady('test/support/mongo/standalone.ts', [
+    '--port',
+    String(port),
+  ]);
   return {
     url,
     pid: child.pid!,
@@ -76,13 +84,19 @@ export function harnessRssMb(harness: Harness): number {
 export interface Target {
   url: string;
   schema: string;
+  dialect: 'postgres' | 'cratedb';
   query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
   stop(): Promise<void>;
 }
 
-/** BENCH_TARGET_URL (a real CrateDB or PostgreSQL), or a fresh embedded PostgreSQL. */
-export async function startTarget(): Promise<Target> {
-  const external = process.env.BENCH_TARGET_URL;
+/**
+ * BENCH_TARGET_URL (a real CrateDB or PostgreSQL), or a fresh embedded PostgreSQL; with
+ * `kind` 'cratedb' (and no BENCH_TARGET_URL), the CrateDB harness as its own process.
+ */
+export async function startTarget(kind: 'postgres' | 'cratedb' = 'postgres'): Promise<Target> {
+  const given = process.env.BENCH_TARGET_URL;
+  const harness = !given && kind === 'cratedb' ? await startCrateHarness() : null;
+  const external = given ?? harness?.url;
   const server = external ? null : await PostgresServer.start();
   const url = external ?? server!.url();
   const client = new pg.Client({ connectionString: url });
@@ -92,9 +106,10 @@ export async function startTarget(): Promise<Target> {
   return {
     url,
     schema,
+    dialect: crate ? 'cratedb' : 'postgres',
     query: async (text, params = []) => (await client.query(text, params)).rows,
     stop: async () => {
-      if (external) {
+      if (given) {
         const tables = await client.query(
           'SELECT table_name FROM information_schema.tables WHERE table_schema = $1',
           [schema],
@@ -105,8 +120,15 @@ export async function startTarget(): Promise<Target> {
       }
       await client.end();
       await server?.stop();
+      if (harness) await stopProcess(harness.child);
     },
   };
+}
+
+/** The CrateDB harness as its own process (tables in its memory). */
+async function startCrateHarness(): Promise<{ child: ChildProcess; url: string }> {
+  const port = await freePort();
+  return spawnReady('test/support/cratedb/standalone.ts', ['--port', String(port)]);
 }
 
 export function stopProcess(
@@ -145,10 +167,50 @@ export function relayProcess(args: string[]): {
 
 /** Runs `relay <args>` to its end; throws with its output when it fails. */
 export async function runRelay(args: string[]): Promise<string> {
+  return (await runRelaySampled(args)).output;
+}
+
+/**
+ * Runs `relay <args>` to its end, sampling its memory; throws with its output when it fails
+ * (`allowed` lists other exit codes that are answers, such as verify's 1).
+ */
+export async function runRelaySampled(
+  args: string[],
+  allowed: number[] = [],
+): Promise<{ output: string; code: number; peakRssMb: number }> {
   const run = relayProcess(args);
+  const memory = sampleMemory(run.child.pid!);
   const code = await run.exited;
-  if (code !== 0) throw new Error(`relay ${args[0]} exited ${code}:\n${run.output()}`);
-  return run.output();
+  memory.stop();
+  if (code !== 0 && !allowed.includes(code ?? -1)) {
+    throw new Error(`relay ${args[0]} exited ${code}:\n${run.output()}`);
+  }
+  return { output: run.output(), code: code ?? -1, peakRssMb: memory.peakMb() };
+}
+
+/** Samples a process's resident memory every 100 ms until stopped or gone. */
+function sampleMemory(pid: number): { peakMb(): number; samples: number[]; stop(): void } {
+  const samples: number[] = [];
+  let peak = 0;
+  const sample = () => {
+    const rss = statusField(pid, 'VmRSS');
+    const hwm = statusField(pid, 'VmHWM');
+    if (rss !== null) samples.push(rss);
+    if (hwm !== null) peak = Math.max(peak, hwm);
+  };
+  sample();
+  const timer = setInterval(sample, 100);
+  return {
+    peakMb: () => {
+      sample();
+      return peak;
+    },
+    samples,
+    stop: () => {
+      sample();
+      clearInterval(timer);
+    },
+  };
 }
 
 export interface RunningRelay {
@@ -202,17 +264,10 @@ export async function startRelay(args: string[]): Promise<RunningRelay> {
     'warn',
   ]);
   const pid = run.child.pid!;
-  const rssSamples: number[] = [];
-  let peak = 0;
+  const memory = sampleMemory(pid);
   let cpu = 0;
   const sampleCpu = () => (cpu = cpuSeconds(pid) ?? cpu);
-  const sampler = setInterval(() => {
-    sampleCpu();
-    const rss = statusField(pid, 'VmRSS');
-    const hwm = statusField(pid, 'VmHWM');
-    if (rss !== null) rssSamples.push(rss);
-    if (hwm !== null) peak = Math.max(peak, hwm);
-  }, 100);
+  const sampler = setInterval(sampleCpu, 100);
   const metrics = async () => {
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const values = new Map<string, number>();
@@ -239,13 +294,13 @@ export async function startRelay(args: string[]): Promise<RunningRelay> {
   return {
     child: run.child,
     metricsPort,
-    peakRssMb: () => Math.max(peak, statusField(pid, 'VmHWM') ?? 0),
-    rssSamples,
+    peakRssMb: memory.peakMb,
+    rssSamples: memory.samples,
     cpuSeconds: sampleCpu,
     metrics,
     stop: async () => {
       clearInterval(sampler);
-      peak = Math.max(peak, statusField(pid, 'VmHWM') ?? 0);
+      memory.stop();
       await stopProcess(run.child);
     },
   };
