@@ -272,6 +272,7 @@ export class ChangeStreamCursor {
       index++;
       const token = eventToken(entry);
       const resumedFragment =
+        this.position.fragmentNum !== undefined &&
         compareTokens({ ...token, fragmentNum: this.position.fragmentNum }, this.position) === 0
           ? this.position.fragmentNum
           : undefined;
@@ -283,7 +284,8 @@ export class ChangeStreamCursor {
           for (const piece of this.limitSize(result, token, resumedFragment)) {
             if (events.length >= max) return events;
             events.push(piece);
-            this.position = decodeToken(piece._id);
+            // A whole event's token is the entry's; a fragment's names its number.
+            this.position = piece.splitEvent ? decodeToken(piece._id) : token;
           }
         }
         if (this.invalidates(entry)) {
@@ -421,14 +423,14 @@ export class ChangeStreamCursor {
       case 'insert':
         return {
           ...event,
-          fullDocument: encoded(entry.postImage!),
+          fullDocument: entry.postImage!,
           ns,
           documentKey: entry.documentKey,
         };
       case 'replace':
         return {
           ...event,
-          fullDocument: encoded(entry.postImage!),
+          fullDocument: entry.postImage!,
           ns,
           documentKey: entry.documentKey,
           ...this.preImage(entry),
@@ -487,10 +489,10 @@ export class ChangeStreamCursor {
         return { fullDocument: current ? encoded(current) : null };
       }
       case 'whenAvailable':
-        return { fullDocument: this.imagesEnabled(entry) ? encoded(entry.postImage!) : null };
+        return { fullDocument: this.imagesEnabled(entry) ? entry.postImage! : null };
       case 'required':
         if (!this.imagesEnabled(entry)) throw missingImage('post-image');
-        return { fullDocument: encoded(entry.postImage!) };
+        return { fullDocument: entry.postImage! };
       default:
         return {};
     }
@@ -503,7 +505,7 @@ export class ChangeStreamCursor {
       if (mode === 'required') throw missingImage('pre-image');
       return { fullDocumentBeforeChange: null };
     }
-    return { fullDocumentBeforeChange: encoded(entry.preImage!) };
+    return { fullDocumentBeforeChange: entry.preImage! };
   }
 
   private applyStages(event: Document): Document[] {

@@ -84,8 +84,11 @@ function plainElements(fields: Document): Uint8Array {
   return bytes.subarray(4, bytes.length - 1);
 }
 
-/** `container` as BSON pieces (a document, or an array with its index names). */
-function containerParts(container: Document | unknown[]): Uint8Array[] {
+/**
+ * `container` as BSON pieces (a document, or an array with its index names); the pieces of the
+ * encoded documents in it are shared (and added to `shared`), not copied.
+ */
+function containerParts(container: Document | unknown[], shared?: Set<Uint8Array>): Uint8Array[] {
   const parts: Uint8Array[] = [new Uint8Array(4)];
   let plain: Document | null = null;
   const flush = () => {
@@ -100,11 +103,14 @@ function containerParts(container: Document | unknown[]): Uint8Array[] {
     if (value instanceof EncodedDocument) {
       flush();
       parts.push(elementHeader(EMBEDDED_DOCUMENT, name));
-      for (const part of value.parts) parts.push(part);
+      for (const part of value.parts) {
+        parts.push(part);
+        shared?.add(part);
+      }
     } else if ((Array.isArray(value) || isPlainObject(value)) && holdsEncoded(value)) {
       flush();
       parts.push(elementHeader(Array.isArray(value) ? ARRAY : EMBEDDED_DOCUMENT, name));
-      for (const part of containerParts(value)) parts.push(part);
+      for (const part of containerParts(value, shared)) parts.push(part);
     } else {
       (plain ??= {})[name] = value;
     }
@@ -119,9 +125,30 @@ function containerParts(container: Document | unknown[]): Uint8Array[] {
 
 const TERMINATOR = new Uint8Array(1);
 
-/** A document holding encoded documents, encoded itself (its own pieces, theirs shared). */
+/**
+ * A document holding encoded documents, encoded itself: its own pieces joined between the shared
+ * ones (a change event is three pieces around its image, not one per field), the fewer objects a
+ * backlog of events keeps in the harness's heap.
+ */
 export function encodeDocument(doc: Document): EncodedDocument {
-  return new EncodedDocument(containerParts(doc));
+  const shared = new Set<Uint8Array>();
+  const parts = containerParts(doc, shared);
+  const joined: Uint8Array[] = [];
+  let own: Uint8Array[] = [];
+  const join = () => {
+    if (own.length) joined.push(own.length === 1 ? own[0]! : Buffer.concat(own));
+    own = [];
+  };
+  for (const part of parts) {
+    if (shared.has(part)) {
+      join();
+      joined.push(part);
+    } else {
+      own.push(part);
+    }
+  }
+  join();
+  return new EncodedDocument(joined);
 }
 
 /** BSON of a reply, with every `EncodedDocument` in it copied from its bytes. */

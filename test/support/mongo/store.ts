@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { BSON, Double, Long, ObjectId, Timestamp, UUID, type Document } from 'bson';
 import { Aggregator, Query, update as applyUpdate } from 'mingo';
-import { encoded } from './encoded.js';
+import { encoded, type EncodedDocument } from './encoded.js';
 import { decodeDocument, encodeBson } from './bson.js';
 import { CommandError } from './errors.js';
 
@@ -46,9 +46,14 @@ export interface OplogEntry {
   /** The collection's UUID (the oplog's `ui`); reported as `collectionUUID`. */
   uuid?: UUID;
   documentKey?: Document;
-  /** insert/replace: the new document; update: the post-image. */
-  postImage?: Document;
-  preImage?: Document;
+  /**
+   * insert/replace: the new document; update: the post-image. Images are kept as their BSON
+   * only: a backlog of writes to the same documents would otherwise hold every version as
+   * objects (about 2 GB for 221 000 events), and collecting that heap made the harness, not
+   * the client, the limit of a benchmark.
+   */
+  postImage?: EncodedDocument;
+  preImage?: EncodedDocument;
   updateDescription?: UpdateDescription;
   to?: { db: string; coll: string };
   /** DDL events: what the server reports as `operationDescription` (showExpandedEvents). */
@@ -304,13 +309,12 @@ export class Store extends EventEmitter {
   }
 
   /**
-   * Oplog entries share their images with the collections: a stored document is never changed
-   * in place (every write stores a new object, and readers copy what they send), so a copy per
-   * entry would only double the harness's memory, which large documents make plain.
+   * Oplog entries share their images' bytes with the collections' documents: a stored document
+   * is never changed in place (every write stores a new object, and readers copy what they
+   * send), and its BSON is encoded once, when it is written (`encoded`), as MongoDB writes
+   * images with the write.
    */
   private record(entry: EntryInput): void {
-    // The image every change event of this write carries is encoded once, now.
-    if (entry.postImage) encoded(entry.postImage);
     this.oplog.push({ ...entry, ts: this.tick(), wallTime: new Date() });
     this.emit('oplog');
   }
@@ -324,7 +328,6 @@ export class Store extends EventEmitter {
     const ts = this.tick();
     const wallTime = new Date();
     for (const [txnOpIndex, entry] of entries.entries()) {
-      if (entry.postImage) encoded(entry.postImage);
       this.oplog.push({ ...entry, ts, wallTime, txnOpIndex });
     }
     this.emit('oplog');
@@ -636,7 +639,7 @@ export class Store extends EventEmitter {
         coll: name,
         uuid: collection.uuid,
         documentKey: { _id: doc._id },
-        postImage: doc,
+        postImage: encoded(doc),
       });
       n++;
     }
@@ -762,8 +765,8 @@ export class Store extends EventEmitter {
       coll: name,
       uuid: collection.uuid,
       documentKey: { _id: current._id },
-      preImage: current,
-      postImage: next,
+      preImage: encoded(current),
+      postImage: encoded(next),
       ...(replacement ? {} : { updateDescription: describeUpdate(current, next) }),
     });
     return true;
@@ -792,7 +795,7 @@ export class Store extends EventEmitter {
         coll: name,
         uuid: collection!.uuid,
         documentKey: { _id: doc._id },
-        preImage: doc,
+        preImage: encoded(doc),
       };
     });
     if (limit === 1 || collection?.imagesEnabled) {
