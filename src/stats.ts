@@ -1,6 +1,6 @@
 // What the relay has done, for progress lines (and metrics): counts by operation, dead letters,
 // and how far behind the source the target is.
-import type { Document } from 'bson';
+import type { ChangeEvent } from './convert/change.js';
 
 export class RelayStats {
   readonly started = Date.now();
@@ -19,10 +19,10 @@ export class RelayStats {
   /** The last read found no new events and everything before was written: no lag. */
   caughtUp = false;
 
-  recordRead(events: Document[]): void {
+  recordRead(events: readonly ChangeEvent[]): void {
     this.eventsRead += events.length;
     const last = events.at(-1);
-    if (last) this.lastReadEventMs = eventTimeMs(last) ?? this.lastReadEventMs;
+    if (last) this.lastReadEventMs = last.timeMs ?? this.lastReadEventMs;
   }
 
   /** Seconds between now and the source time of the last event read; 0 when caught up. */
@@ -31,16 +31,16 @@ export class RelayStats {
     return this.lastReadEventMs === null ? null : Math.max(0, (now - this.lastReadEventMs) / 1000);
   }
 
-  recordWritten(events: Document[]): void {
+  recordWritten(events: readonly ChangeEvent[]): void {
     this.caughtUp = false;
     this.eventsWritten += events.length;
     this.batches++;
     for (const event of events) {
-      const op = String(event.operationType);
+      const op = event.operationType;
       this.byOperation[op] = (this.byOperation[op] ?? 0) + 1;
     }
     const last = events.at(-1);
-    if (last) this.lastWrittenEventMs = eventTimeMs(last) ?? this.lastWrittenEventMs;
+    if (last) this.lastWrittenEventMs = last.timeMs ?? this.lastWrittenEventMs;
   }
 
   /** Seconds between now and the source time of the last written event; 0 when caught up. */
@@ -50,13 +50,6 @@ export class RelayStats {
       ? null
       : Math.max(0, (now - this.lastWrittenEventMs) / 1000);
   }
-}
-
-/** When the event happened in the source: `wallTime` (ms) where present, else `clusterTime`. */
-export function eventTimeMs(event: Document): number | null {
-  if (event.wallTime instanceof Date) return event.wallTime.getTime();
-  const t = (event.clusterTime as { t?: number } | undefined)?.t;
-  return typeof t === 'number' ? t * 1000 : null;
 }
 
 /** Prints a progress line every `intervalMs` until stopped. */

@@ -57,10 +57,11 @@ export async function tail(
     while (!controller.signal.aborted) {
       const { events } = await source.next();
       for (const event of events) {
+        const document = event.toDocument();
         const line =
           settings.format === 'ejson'
-            ? EJSON.stringify(event, { relaxed: false })
-            : formatPretty(event);
+            ? EJSON.stringify(document, { relaxed: false })
+            : formatPretty(document);
         out.write(`${line}\n`);
         printed++;
         if (settings.limit !== null && printed >= settings.limit) return;

@@ -1,7 +1,9 @@
 // A change event -> what it asks of the target (DESIGN.md §2). Pure: no I/O.
 import type { Document } from 'bson';
 import { RowError } from '../errors.js';
-import { oidOf, rowJson, type KeyPolicy } from './value.js';
+import { bsonRowJson, decodeDocument } from './bson.js';
+import { ChangeEvent } from './change.js';
+import { rowJson, type KeyPolicy } from './value.js';
 
 /** A field path inside the document, keys as MongoDB spells them (the dialect may respell). */
 export type FieldPath = string[];
@@ -15,11 +17,31 @@ export interface Patch {
 
 /** A full document to upsert: the BSON document and the row JSON text written from it. */
 export interface Upsert {
-  kind: 'upsert';
-  doc: Document;
-  json: string;
+  readonly kind: 'upsert';
+  /** The document, decoded where a reader needs it (CrateDB's typing, a patch merged into it). */
+  readonly doc: Document;
+  readonly json: string;
   /** The dialect's key spelling `json` was written with (a patch merged later writes again). */
-  keys: KeyPolicy;
+  readonly keys: KeyPolicy;
+}
+
+/** An upsert of a document still in its BSON: the text is written from the bytes. */
+class BsonUpsert implements Upsert {
+  readonly kind = 'upsert';
+  readonly json: string;
+  private decoded: Document | undefined;
+
+  constructor(
+    private readonly bytes: Buffer,
+    private readonly at: number,
+    readonly keys: KeyPolicy,
+  ) {
+    this.json = bsonRowJson(bytes, keys, at);
+  }
+
+  get doc(): Document {
+    return (this.decoded ??= decodeDocument(this.bytes, this.at));
+  }
 }
 
 export type RowChange =
@@ -36,7 +58,7 @@ export interface RowEvent {
   collection: string;
   oid: string;
   change: RowChange;
-  event: Document;
+  event: ChangeEvent;
 }
 
 /**
@@ -73,9 +95,14 @@ export function upsertOf(doc: Document, keys: KeyPolicy): Upsert {
   return { kind: 'upsert', doc, json: rowJson(doc, keys), keys };
 }
 
-export function convertEvent(event: Document, keys: KeyPolicy): ConvertedEvent {
-  const operation = event.operationType as string;
-  const collection = (event.ns?.coll as string | undefined) ?? '';
+/**
+ * What `event` asks of the target: an event as read from MongoDB, or one given as a document
+ * (replay, dead letters), which is converted from its BSON the same way.
+ */
+export function convertEvent(input: ChangeEvent | Document, keys: KeyPolicy): ConvertedEvent {
+  const event = input instanceof ChangeEvent ? input : ChangeEvent.fromDocument(input);
+  const operation = event.operationType;
+  const collection = event.ns?.coll ?? '';
   switch (operation) {
     case 'insert':
     case 'replace':
@@ -83,12 +110,12 @@ export function convertEvent(event: Document, keys: KeyPolicy): ConvertedEvent {
     case 'delete':
       break;
     default:
-      return { type: 'control', operation, collection: event.ns?.coll, event };
+      return { type: 'control', operation, collection: event.ns?.coll, event: event.toDocument() };
   }
-  if (!event.documentKey || !('_id' in event.documentKey)) {
+  const oid = event.oid();
+  if (oid === null) {
     throw new RowError(`${operation} event on ${collection} has no documentKey._id`);
   }
-  const oid = oidOf(event.documentKey._id);
   let change: RowChange;
   try {
     change = rowChange(operation, event, keys);
@@ -99,12 +126,11 @@ export function convertEvent(event: Document, keys: KeyPolicy): ConvertedEvent {
   return { type: 'row', collection, oid, change, event };
 }
 
-function rowChange(operation: string, event: Document, keys: KeyPolicy): RowChange {
+function rowChange(operation: string, event: ChangeEvent, keys: KeyPolicy): RowChange {
   if (operation === 'delete') return { kind: 'delete' };
-  const full = event.fullDocument as Document | null | undefined;
-  if (full) return upsertOf(full, keys);
-  if (operation === 'update' && event.updateDescription) {
-    return { kind: 'patch', patch: toPatch(event.updateDescription) };
-  }
+  const full = event.fullDocumentOffset;
+  if (full >= 0) return new BsonUpsert(event.bytes, full, keys);
+  const description = operation === 'update' ? event.updateDescription() : null;
+  if (description) return { kind: 'patch', patch: toPatch(description) };
   throw new RowError(`${operation} event carries neither fullDocument nor updateDescription`);
 }

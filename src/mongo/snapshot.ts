@@ -1,18 +1,19 @@
 // The initial copy of a collection, in `_id` order and in batches, resumable after the last
 // `_id` copied.
-import { BSON, type Document, type FindCursor, type MongoClient } from 'mongodb';
+import type { Document, FindCursor, MongoClient } from 'mongodb';
 import { READ_BSON } from './connect.js';
 import { isInternalCollection } from './namespaces.js';
 
 export interface SnapshotBatch {
-  documents: Document[];
+  /** The documents as the bytes MongoDB sent, which the rows are written from (convert/bson.ts). */
+  documents: Buffer[];
   /** Their BSON size. */
   bytes: number;
 }
 
 /** Reads one collection after `afterId` in `_id` order, a batch at a time. */
 export class SnapshotReader {
-  private readonly cursor: FindCursor<Document>;
+  private readonly cursor: FindCursor<Buffer>;
 
   constructor(
     client: MongoClient,
@@ -28,7 +29,7 @@ export class SnapshotReader {
     this.cursor = client
       .db(database)
       .collection(collection)
-      .find(filter, { sort: { _id: 1 }, batchSize, ...READ_BSON });
+      .find(filter, { sort: { _id: 1 }, batchSize, raw: true }) as unknown as FindCursor<Buffer>;
   }
 
   /**
@@ -36,13 +37,13 @@ export class SnapshotReader {
    * it included, so a document of any size is copied); none after the last.
    */
   async next(maxBytes: number): Promise<SnapshotBatch> {
-    const documents: Document[] = [];
+    const documents: Buffer[] = [];
     let bytes = 0;
     while (documents.length < this.batchSize && bytes < maxBytes) {
       const doc = await this.cursor.next();
       if (doc === null) break;
       documents.push(doc);
-      bytes += BSON.calculateObjectSize(doc);
+      bytes += doc.length;
     }
     return { documents, bytes };
   }

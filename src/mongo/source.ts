@@ -2,9 +2,10 @@
 // waiting at most `batchWaitMs` after the first, a collection- or database-wide event always last in its
 // batch. Reopens past `invalidate` with `startAfter`, as the design asks. Events over 16 MB arrive
 // split into fragments ($changeStreamSplitLargeEvent, MongoDB 7.0 and 6.0.9+) and leave here whole.
-import { BSON, type Timestamp, type ChangeStream, type Document, type MongoClient } from 'mongodb';
+import type { Timestamp, ChangeStream, Document, MongoClient } from 'mongodb';
+import { documentElements } from '../convert/bson.js';
+import { ChangeEvent } from '../convert/change.js';
 import { explainMongoError } from './errors.js';
-import { READ_BSON } from './connect.js';
 
 export type FullDocumentMode = 'updateLookup' | 'whenAvailable' | 'required' | 'patch';
 
@@ -20,16 +21,16 @@ export interface SourceOptions {
   filter: Document[];
   batchSize: number;
   /**
-   * Most bytes of events (their BSON size) held at once: the batch being written and the one
-   * read ahead together (`readAheadBytes`). Large documents make small batches; a batch always
-   * takes its first event, however large.
+   * Most bytes of events (their BSON size, as read) held at once: the batch being written and
+   * the one read ahead together (`readAheadBytes`). Large documents make small batches; a batch
+   * always takes its first event, however large.
    */
   batchBytes: number;
   batchWaitMs: number;
 }
 
 export interface SourceBatch {
-  events: Document[];
+  events: ChangeEvent[];
   /** Their BSON size. */
   bytes: number;
   /** Where a stream reopened after this batch continues; null before the server named one. */
@@ -47,21 +48,38 @@ export function supportsSplitEvents(versionArray: readonly number[]): boolean {
 
 /**
  * One change event from its $changeStreamSplitLargeEvent fragments, in order: the top-level
- * fields of each (the server splits at top-level fields), without `splitEvent`, and the `_id`
- * of the last, the token after which the whole event is read.
+ * fields of each (the server splits at top-level fields), without `splitEvent`, and first the
+ * `_id` of the last, the token after which the whole event is read. Put together from the
+ * fragments' bytes.
  */
-export function mergeFragments(fragments: readonly Document[]): Document {
-  const event: Document = {};
-  for (const fragment of fragments) {
-    const { splitEvent: _split, ...fields } = fragment;
-    Object.assign(event, fields);
+export function mergeFragments(fragments: readonly ChangeEvent[]): ChangeEvent {
+  const parts: Uint8Array[] = [];
+  const last = fragments.at(-1)!;
+  for (const element of documentElements(last.bytes)) {
+    if (element.name === '_id') parts.push(last.bytes.subarray(element.start, element.end));
   }
-  return event;
+  for (const fragment of fragments) {
+    for (const element of documentElements(fragment.bytes)) {
+      if (element.name === '_id' || element.name === 'splitEvent') continue;
+      parts.push(fragment.bytes.subarray(element.start, element.end));
+    }
+  }
+  let size = 5;
+  for (const part of parts) size += part.length;
+  const bytes = Buffer.allocUnsafe(size);
+  bytes.writeInt32LE(size, 0);
+  let at = 4;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
+  }
+  bytes[at] = 0;
+  return new ChangeEvent(bytes);
 }
 
 /** Collects the fragments of a split event; hands back the whole event with its last one. */
 export class FragmentAssembler {
-  private fragments: Document[] = [];
+  private fragments: ChangeEvent[] = [];
 
   /** True while an event is only partly read: a batch must not close then. */
   get partial(): boolean {
@@ -69,14 +87,13 @@ export class FragmentAssembler {
   }
 
   /** The event itself when not a fragment, the merged event at its last fragment, else null. */
-  add(event: Document): Document | null {
-    const split = event.splitEvent as { fragment: unknown; of: unknown } | undefined;
+  add(event: ChangeEvent): ChangeEvent | null {
+    const split = event.splitEvent;
     if (!split) {
       if (this.partial) throw this.broken(`an unsplit event`);
       return event;
     }
-    const fragment = Number(split.fragment);
-    const of = Number(split.of);
+    const { fragment, of } = split;
     if (fragment !== this.fragments.length + 1) {
       throw this.broken(`fragment ${fragment} of ${of}`);
     }
@@ -94,6 +111,26 @@ export class FragmentAssembler {
       `a split change event arrived out of order: ${got} after ${had} fragment(s) of another; the stream reopens at the last whole event`,
     );
   }
+}
+
+/**
+ * Makes `stream` hand out events as ChangeEvents, read from their bytes. With `raw: true` the
+ * driver's ChangeStream gets each event as bytes and passes it to `_processChange`, which reads
+ * the resume token as `change._id`: it gets the ChangeEvent instead, whose `_id` is the token
+ * decoded. `_processChange` is internal to node-mongodb-native (7.x); without it the relay
+ * stops at its first read rather than misreading events.
+ */
+function readRaw(stream: ChangeStream): ChangeStream {
+  const internals = stream as unknown as { _processChange?: (change: unknown) => unknown };
+  const process = internals._processChange;
+  if (typeof process !== 'function') {
+    throw new Error(
+      'this version of the MongoDB driver (node-mongodb-native) has no ChangeStream._processChange; the relay needs the 7.x line it was built with',
+    );
+  }
+  internals._processChange = (change) =>
+    process.call(stream, change instanceof Uint8Array ? new ChangeEvent(change) : change);
+  return stream;
 }
 
 export const CONTROL_OPERATIONS = new Set(['drop', 'rename', 'dropDatabase', 'invalidate']);
@@ -158,14 +195,17 @@ export class ChangeSource {
       ...(fullDocument === 'patch' ? {} : { fullDocument }),
       batchSize,
       maxAwaitTimeMS: batchWaitMs,
-      ...READ_BSON,
+      // Events are read from their bytes (readRaw), as MongoDB sent them: every number keeps
+      // its BSON type (DESIGN §1), and nothing is decoded that the relay does not read.
+      raw: true,
     };
     const db = this.client.db(database);
     const pipeline = this.pipeline(this.splitEvents);
-    this.stream =
+    this.stream = readRaw(
       collections?.length === 1
         ? db.collection(collections[0]!).watch(pipeline, options)
-        : db.watch(pipeline, options);
+        : db.watch(pipeline, options),
+    );
     return this.stream;
   }
 
@@ -174,7 +214,7 @@ export class ChangeSource {
    * included); an empty one after `batchWaitMs` without any.
    */
   async next(maxBytes = this.options.batchBytes): Promise<SourceBatch> {
-    const events: Document[] = [];
+    const events: ChangeEvent[] = [];
     // Local to one read: a batch never ends inside a split event, and a read that fails midway
     // leaves the position at the last whole event, where the reopened stream starts again.
     const assembler = new FragmentAssembler();
@@ -190,12 +230,12 @@ export class ChangeSource {
       while (!full() || assembler.partial) {
         const waited = Date.now() - (events.length > 0 ? firstAt : started);
         if (!assembler.partial && events.length > 0 && waited >= this.options.batchWaitMs) break;
-        const read = await stream.tryNext();
+        const read = (await stream.tryNext()) as ChangeEvent | null;
         const event = read && assembler.add(read);
         if (event) {
           if (events.length === 0) firstAt = Date.now();
           events.push(event);
-          bytes += BSON.calculateObjectSize(event);
+          bytes += event.size;
           if (CONTROL_OPERATIONS.has(event.operationType)) break;
           continue;
         }
@@ -210,7 +250,7 @@ export class ChangeSource {
     if (events.at(-1)?.operationType === 'invalidate') {
       // The server closed the stream; `startAfter` the invalidate token continues past it.
       await this.close();
-      this.open({ startAfter: events.at(-1)!._id });
+      this.open({ startAfter: events.at(-1)!._id! });
     }
     return { events, bytes, position: this.position };
   }

@@ -1,7 +1,8 @@
 // The initial snapshot, and the copy of a collection replaced by a rename: each collection copied
 // in `_id` order, in batches written with a checkpoint naming the last `_id`, so an interrupted
 // copy resumes after it.
-import type { Document } from 'mongodb';
+import { bsonId } from '../convert/bson.js';
+import { ChangeEvent } from '../convert/change.js';
 import { convertEvent, type RowEvent } from '../convert/event.js';
 import { foldBatch } from '../convert/fold.js';
 import { resumeAfter, SnapshotReader, type SnapshotBatch } from '../mongo/snapshot.js';
@@ -120,10 +121,15 @@ async function copyCollection(
       const room = readAheadBytes(options.batchBytes, next.bytes);
       if (room > 0) pending = readAhead(read(room));
       const docs = next.documents;
-      const rows = docs.map((doc) => snapshotRow(ctx, collection, doc));
+      const ns = { db: ctx.options.database, coll: collection };
+      const rows = docs.map(
+        (doc) =>
+          convertEvent(ChangeEvent.insertOf(ns, doc), ctx.writer.dialect.objectKey) as RowEvent,
+      );
+      const lastId = bsonId(docs.at(-1)!);
       const result = await ctx.target(() => {
         // The checkpoint written with these rows names their last _id.
-        state.lastId = docs.at(-1)!._id;
+        state.lastId = lastId;
         return ctx.writer.write(foldBatch(rows), ctx.checkpoint);
       }, signal);
       ctx.stats.snapshotDocs += docs.length;
@@ -139,15 +145,4 @@ async function copyCollection(
       .then(() => (reader as SnapshotReader | null)?.close())
       .catch(() => undefined);
   }
-}
-
-/** A copied document as the row event an insert of it would be. */
-function snapshotRow(ctx: RelayContext, collection: string, doc: Document): RowEvent {
-  const event = {
-    operationType: 'insert',
-    ns: { db: ctx.options.database, coll: collection },
-    documentKey: { _id: doc._id },
-    fullDocument: doc,
-  };
-  return convertEvent(event, ctx.writer.dialect.objectKey) as RowEvent;
 }

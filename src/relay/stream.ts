@@ -1,13 +1,12 @@
 // The change stream: batches read one ahead of the batch being written, both within
 // --batch-bytes (a slow target slows reading instead of growing a queue), each converted, folded, written with its checkpoint.
 // A MongoDB fault reopens the stream after the last batch read.
-import type { Document } from 'mongodb';
+import type { ChangeEvent } from '../convert/change.js';
 import { convertEvent, type ControlEvent, type RowEvent } from '../convert/event.js';
 import { foldBatch } from '../convert/fold.js';
 import { errorMessage } from '../errors.js';
 import { temporaryOrigin } from '../mongo/namespaces.js';
 import { ChangeSource, type SourceBatch, type StreamPosition } from '../mongo/source.js';
-import { eventTimeMs } from '../stats.js';
 import type { Checkpoint } from '../target/writer.js';
 import { readAhead, readAheadBytes, unlessStopped, type RelayContext } from './context.js';
 import { applyControl } from './control.js';
@@ -96,7 +95,7 @@ async function applyBatch(
   const converted = relayed.map((e) => convertEvent(e, writer.dialect.objectKey));
   const rows = converted.filter((c): c is RowEvent => c.type === 'row');
   const control = converted.find((c): c is ControlEvent => c.type === 'control');
-  const lastTime = eventTimeMs(relayed.at(-1)!);
+  const lastTime = relayed.at(-1)!.timeMs;
   const next: Checkpoint = {
     position: position ?? ctx.checkpoint.position,
     snapshot: null,
@@ -120,10 +119,9 @@ async function applyBatch(
   }
   metrics.batchSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
   const committed = Date.now();
-  metrics.observeLatency(
-    relayed.filter((e) => e.wallTime instanceof Date).map((e) => (e.wallTime as Date).getTime()),
-    committed,
-  );
+  const wallTimes: number[] = [];
+  for (const event of relayed) if (event.wallTimeMs !== null) wallTimes.push(event.wallTimeMs);
+  metrics.observeLatency(wallTimes, committed);
   metrics.batches.inc();
   countByLabels(relayed, (labels, n) => metrics.eventsWritten.inc(labels, n));
   stats.recordWritten(relayed);
@@ -138,10 +136,10 @@ const ROW_OPERATIONS = new Set(['insert', 'update', 'replace', 'delete']);
  * by name is relayed whatever its name; the other events of a temporary collection (its rename, a
  * drop after a failed $out) go through.
  */
-function isTemporaryWrite(event: Document, asked: string[] | null): boolean {
-  const collection = (event.ns as { coll?: string } | undefined)?.coll;
+function isTemporaryWrite(event: ChangeEvent, asked: string[] | null): boolean {
+  const collection = event.ns?.coll;
   return (
-    ROW_OPERATIONS.has(event.operationType as string) &&
+    ROW_OPERATIONS.has(event.operationType) &&
     temporaryOrigin(collection) !== null &&
     !asked?.includes(collection!)
   );
@@ -149,13 +147,13 @@ function isTemporaryWrite(event: Document, asked: string[] | null): boolean {
 
 /** Counts events per (operation, namespace), so counters move once per label set and batch. */
 function countByLabels(
-  events: Document[],
+  events: readonly ChangeEvent[],
   add: (labels: { operation: string; namespace: string }, n: number) => void,
 ): void {
   const counts = new Map<string, { labels: { operation: string; namespace: string }; n: number }>();
   for (const event of events) {
-    const ns = event.ns as { db?: string; coll?: string } | undefined;
-    const operation = String(event.operationType);
+    const ns = event.ns;
+    const operation = event.operationType;
     const namespace = ns?.coll ? `${ns.db}.${ns.coll}` : (ns?.db ?? '');
     const key = `${operation}\u0000${namespace}`;
     const entry = counts.get(key);

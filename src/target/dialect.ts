@@ -11,10 +11,13 @@ import { postgresDialect } from './postgres/dialect.js';
 export type DialectName = 'cratedb' | 'postgres';
 export type ObjectPolicy = 'dynamic' | 'ignored';
 
-/** A row about to be written: its document, BSON as decoded or a stored row. */
+/**
+ * A row about to be written: its document, BSON as decoded or a stored row (read from the
+ * change only by a dialect that types rows: decoding it costs).
+ */
 export interface TypedRow {
   oid: string;
-  doc: Record<string, unknown>;
+  change: { readonly doc: Record<string, unknown> };
 }
 
 /** What a target needs done before rows are written to one of its tables. */

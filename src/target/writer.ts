@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { EJSON, type Document } from 'bson';
 import { sql, type Kysely } from 'kysely';
+import type { ChangeEvent } from '../convert/change.js';
 import { applyPatch, type FoldedRow } from '../convert/fold.js';
 import { isStoredObject, parseStoredJson, type StoredObject } from '../convert/stored.js';
 import { rowJson } from '../convert/value.js';
@@ -36,7 +37,7 @@ export interface DeadLetter {
   collection: string;
   oid: string | null;
   operation: string;
-  events: Document[];
+  events: ChangeEvent[];
   error: string;
 }
 
@@ -62,10 +63,12 @@ export interface WriterOptions {
 
 /**
  * An upsert carries its JSON text, built once for sizing statements and for sending, and the
- * document it was written from (its BSON types decide the sub-column types).
+ * document it was written from (its BSON types decide the sub-column types), decoded only when
+ * read.
  */
 type ResolvedChange =
-  { kind: 'upsert'; json: string; doc: Record<string, unknown> } | { kind: 'delete' };
+  | { readonly kind: 'upsert'; readonly json: string; readonly doc: Record<string, unknown> }
+  | { kind: 'delete' };
 type ResolvedRow = Omit<FoldedRow, 'change'> & { change: ResolvedChange };
 
 /** A statement of a plain (unfenced) attempt was refused for its data: write the batch carefully. */
@@ -250,9 +253,8 @@ export class TargetWriter {
     for (const row of rows) {
       const change = row.change;
       if (change.kind === 'delete') resolved.push({ ...row, change });
-      else if (change.kind === 'upsert') {
-        resolved.push({ ...row, change: { kind: 'upsert', json: change.json, doc: change.doc } });
-      } else if (change.kind === 'reject') dead.push(this.deadLetter(row, change.error));
+      else if (change.kind === 'upsert') resolved.push({ ...row, change });
+      else if (change.kind === 'reject') dead.push(this.deadLetter(row, change.error));
     }
     if (resolved.length > 0) yield resolved;
     const limit = this.options.lookupBytes ?? LOOKUP_BYTES;
@@ -347,7 +349,7 @@ export class TargetWriter {
       db,
       this.schema,
       table,
-      upserts.map((r) => ({ oid: r.oid, doc: (r.change as { doc: Record<string, unknown> }).doc })),
+      upserts as { oid: string; change: { doc: Record<string, unknown> } }[],
     );
     if (refused.size === 0) return upserts;
     return upserts.filter((r) => {
@@ -470,7 +472,10 @@ export class TargetWriter {
       ns: namespaceOf(letter),
       oid: letter.oid,
       operation: letter.operation,
-      event: EJSON.stringify(letter.events, { relaxed: false }),
+      event: EJSON.stringify(
+        letter.events.map((e) => e.toDocument()),
+        { relaxed: false },
+      ),
       error: letter.error,
       created_at: now,
     }));
@@ -549,7 +554,7 @@ export class TargetWriter {
 
 /** `db.collection` of the event a dead letter holds. */
 function namespaceOf(letter: DeadLetter): string {
-  const ns = letter.events.at(-1)?.ns as { db?: string; coll?: string } | undefined;
+  const ns = letter.events.at(-1)?.ns;
   return ns?.db ? `${ns.db}.${ns.coll ?? letter.collection}` : letter.collection;
 }
 

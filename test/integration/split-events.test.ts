@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { EJSON } from 'bson';
 import { MongoClient, type Document } from 'mongodb';
+import type { ChangeEvent } from '../../src/convert/change.js';
 import { ChangeSource, type SourceOptions, type StreamPosition } from '../../src/mongo/source.js';
 import { MongoHarness, type TestMongo } from '../support/mongo/index.js';
 import type { TestTarget } from '../support/target.js';
@@ -71,9 +72,9 @@ async function resumesAfterEvent(source: ChangeSource, position: Document, datab
     .db(database)
     .collection<Document>('big')
     .insertOne({ _id: 99 as never });
-  const events: Document[] = [];
+  const events: ChangeEvent[] = [];
   while (events.length === 0) events.push(...(await source.next()).events);
-  expect(events.map((e) => [e.operationType, Number(e.documentKey._id)])).toEqual([['insert', 99]]);
+  expect(events.map((e) => [e.operationType, e.oid()])).toEqual([['insert', '99']]);
 }
 
 describe('change events over 16 MB', () => {
@@ -154,14 +155,14 @@ describe('change events over 16 MB', () => {
         await largeUpdate(database, 1);
         // One fragment per getMore (batchSize 1), each held longer than batchWaitMs.
         mongo.harness!.failCommand('getMore', { blockTimeMS: 100, times: 'alwaysOn' });
-        const events: Document[] = [];
+        const events: ChangeEvent[] = [];
         let position: StreamPosition | null = null;
         while (events.length < 2) {
           const batch = await source.next();
           events.push(...batch.events);
           position = batch.position;
         }
-        const update = events[1]!;
+        const update = events[1]!.toDocument();
         expect(update.operationType).toBe('update');
         expect(update.splitEvent).toBeUndefined();
         expect(String(update.fullDocument.b).length).toBe(6 * MB);

@@ -1,6 +1,6 @@
 // DESIGN.md §2: change events -> row changes, folded per oid; patches applied like MongoDB did.
 import { describe, expect, it } from 'vitest';
-import { Double, Long, ObjectId, Timestamp, type Document } from 'bson';
+import { Double, Int32, Long, ObjectId, Timestamp, type Document } from 'bson';
 import { parseStoredJson, type StoredObject } from '../../src/convert/stored.js';
 import { rowJson } from '../../src/convert/value.js';
 import { convertEvent, type RowEvent } from '../../src/convert/event.js';
@@ -74,8 +74,9 @@ describe('convertEvent', () => {
       change: {
         kind: 'patch',
         patch: {
+          // As the relay reads them (READ_BSON): an Int32 keeps its type.
           set: [
-            { path: ['a', 'b', 'c'], value: 1 },
+            { path: ['a', 'b', 'c'], value: new Int32(1) },
             { path: ['x', 'y[0]'], value: new Date(3) },
           ],
           unset: [['gone', 'k']],
@@ -86,9 +87,14 @@ describe('convertEvent', () => {
   });
 
   it('update with a fullDocument (updateLookup) upserts it', () => {
-    expect(convertEvent(updateWithDoc({ n: 2 }), postgresDialect.objectKey)).toMatchObject({
-      change: { kind: 'upsert', doc: { n: 2 } },
+    const converted = convertEvent(updateWithDoc({ n: 2 }), postgresDialect.objectKey);
+    expect(converted).toMatchObject({
+      change: { kind: 'upsert', json: `{"_id":"${id.toHexString()}","n":2}` },
     });
+    expect(converted.type === 'row' && converted.change.kind === 'upsert').toBe(true);
+    if (converted.type === 'row' && converted.change.kind === 'upsert') {
+      expect(converted.change.doc).toEqual({ _id: id, n: new Int32(2) });
+    }
   });
 
   it('update whose lookup found nothing (fullDocument null) falls back to the patch', () => {
@@ -159,8 +165,8 @@ describe('foldBatch', () => {
       {
         kind: 'patch',
         patches: [
-          { set: [{ path: ['n'], value: 1 }], unset: [], truncate: [] },
-          { set: [{ path: ['n'], value: 2 }], unset: [], truncate: [] },
+          { set: [{ path: ['n'], value: new Int32(1) }], unset: [], truncate: [] },
+          { set: [{ path: ['n'], value: new Int32(2) }], unset: [], truncate: [] },
         ],
       },
     ],

@@ -3,13 +3,14 @@
 // the one event before conversion.
 import { describe, expect, it } from 'vitest';
 import { Int32, type Document } from 'bson';
+import { ChangeEvent } from '../../src/convert/change.js';
 import { FragmentAssembler, mergeFragments, supportsSplitEvents } from '../../src/mongo/source.js';
 
 const token = (n: number) => ({ _data: `82650000000${n}` });
 
-/** As the relay reads them (promoteValues false): `fragment` and `of` are Int32. */
-function fragments(): Document[] {
-  return [
+/** As the server sends them: `fragment` and `of` are Int32. */
+function fragments(): ChangeEvent[] {
+  const documents: Document[] = [
     {
       _id: token(1),
       splitEvent: { fragment: new Int32(1), of: new Int32(3) },
@@ -29,6 +30,7 @@ function fragments(): Document[] {
       fullDocument: { _id: 7, big: 'b' },
     },
   ];
+  return documents.map((d) => ChangeEvent.fromDocument(d));
 }
 
 const whole = {
@@ -43,18 +45,23 @@ const whole = {
 
 describe('split change events', () => {
   it('merges the fragments in order, with the last fragment as the resume token', () => {
-    expect(mergeFragments(fragments())).toEqual(whole);
+    const merged = mergeFragments(fragments());
+    expect(merged.toDocument()).toEqual(ChangeEvent.fromDocument(whole).toDocument());
+    expect(merged._id).toEqual(token(3));
+    expect(merged.splitEvent).toBeNull();
   });
 
   it('hands back an event only at its last fragment; unsplit events pass through', () => {
     const assembler = new FragmentAssembler();
-    const plain = { _id: token(9), operationType: 'insert' };
+    const plain = ChangeEvent.fromDocument({ _id: token(9), operationType: 'insert' });
     expect(assembler.add(plain)).toBe(plain);
     const [one, two, three] = fragments();
     expect(assembler.add(one!)).toBeNull();
     expect(assembler.partial).toBe(true);
     expect(assembler.add(two!)).toBeNull();
-    expect(assembler.add(three!)).toEqual(whole);
+    expect(assembler.add(three!)?.toDocument()).toEqual(
+      ChangeEvent.fromDocument(whole).toDocument(),
+    );
     expect(assembler.partial).toBe(false);
   });
 

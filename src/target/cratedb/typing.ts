@@ -52,7 +52,7 @@ export class CrateRowTyping implements RowTyping {
     const additions = new Map<string, { path: Path; type: CrateType; oids: string[] }>();
     let added = 0;
     for (const row of rows) {
-      const shape = shapeOf(row.doc, { keys: this.keys, known: view, major: this.major });
+      const shape = shapeOf(row.change.doc, { keys: this.keys, known: view, major: this.major });
       if (shape.problem) {
         refused.set(row.oid, shape.problem);
         continue;

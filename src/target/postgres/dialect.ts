@@ -1,4 +1,5 @@
 import { sql, type SqlBool } from 'kysely';
+import { keepKeys } from '../../convert/value.js';
 import type { Dialect } from '../dialect.js';
 import { classifyTargetError } from '../errors.js';
 import { MAX_PARAMETERS, loadSql } from '../sql.js';
@@ -7,7 +8,7 @@ export const postgresDialect: Dialect = {
   name: 'postgres',
   defaultSchema: 'public',
   transactional: true,
-  objectKey: (key) => key,
+  objectKey: keepKeys,
   // PostgreSQL's only limit is the wire protocol's 32,767 parameters (two per upserted row).
   maxKeysPerStatement: MAX_PARAMETERS,
   maxRowsPerInsert: Math.floor(MAX_PARAMETERS / 2),
