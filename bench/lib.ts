@@ -46,8 +46,10 @@ async function spawnReady(
   script: string,
   args: string[],
 ): Promise<{ child: ChildProcess; url: string }> {
+  // BENCH_PROFILE=1: the harnesses write V8 CPU profiles to bench/out/ too (when they stop).
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=bench/out'] : [];
   const child = track(
-    spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+    spawn(process.execPath, [...profile, '--import', 'tsx', script, ...args], {
       stdio: ['ignore', 'pipe', 'inherit'],
     }),
   );
