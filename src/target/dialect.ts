@@ -49,8 +49,11 @@ export interface Dialect {
   oidIn(oids: string[]): RawBuilder<SqlBool>;
   /** Why a row the target neither wrote nor refused with an error is dead-lettered. */
   readonly unwrittenRow: string;
-  /** The `data` value of a row, given as JSON text, as a statement parameter. */
-  dataValue(json: string): RawBuilder<unknown>;
+  /**
+   * The `data` value of a row in statement text, from the parameter (`$2`) that carries the row's
+   * JSON text.
+   */
+  dataParameter(placeholder: string): string;
   /** Most keys one primary-key lookup or delete names. */
   readonly maxKeysPerStatement: number;
   /** Most rows one INSERT carries (its text must stay within the server's statement limit). */

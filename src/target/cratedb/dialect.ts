@@ -54,7 +54,7 @@ export const crateDialect: Dialect = {
     'nested object, or an array mixing element types. Compare the document with ' +
     'information_schema.columns of its table; see README, Troubleshooting',
   // CrateDB casts JSON text to the OBJECT column; pg would send a JS array as an array literal.
-  dataValue: (json) => sql`${json}`,
+  dataParameter: (placeholder) => placeholder,
   classifyError: classifyCrateError,
   // OBJECT(IGNORED) stores any value as it is and indexes none: nothing to declare or check.
   rowTyping: (objectPolicy) =>

@@ -25,7 +25,7 @@ export const postgresDialect: Dialect = {
   tableName: (collection) => collection,
   oidIn: (oids) => sql<SqlBool>`"oid" IN (${sql.join(oids)})`,
   unwrittenRow: 'PostgreSQL reported this row as not written, without an error; it was not stored',
-  dataValue: (json) => sql`${json}::jsonb`,
+  dataParameter: (placeholder) => `${placeholder}::jsonb`,
   classifyError: classifyTargetError,
   // JSONB keeps every JSON value as it is: nothing to declare or check.
   rowTyping: () => ({ prepare: async () => new Map(), forget: () => {} }),
