@@ -8,16 +8,18 @@ import { foldBatch } from '../convert/fold.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
 import { GarbagePacer } from '../memory.js';
+import { isTemporaryWrite, ROW_OPERATIONS, temporaryOrigin } from '../mongo/namespaces.js';
 import { connectTarget } from '../target/connect.js';
 import { TargetWriter } from '../target/writer.js';
 
-const ROW_OPERATIONS = new Set(['insert', 'update', 'replace', 'delete']);
+/** A change event as a line holds it: a document with an `operationType` at least. */
+type EventDocument = Document & { operationType: string };
 
 /**
  * Parses one line into change events (a line is one event, or an array of events as the
  * `event` column of relay_dead_letters holds), or says in one sentence why it is not.
  */
-export function parseEventLine(line: string, lineNumber: number, file: string): Document[] {
+export function parseEventLine(line: string, lineNumber: number, file: string): EventDocument[] {
   let parsed: unknown;
   try {
     parsed = EJSON.parse(line, { relaxed: false });
@@ -31,7 +33,7 @@ export function parseEventLine(line: string, lineNumber: number, file: string): 
   return events.map((event) => checkEvent(event, `${file} line ${lineNumber}`));
 }
 
-function checkEvent(event: unknown, where: string): Document {
+function checkEvent(event: unknown, where: string): EventDocument {
   const e = event as Document | null;
   if (!e || typeof e !== 'object' || Array.isArray(e) || typeof e.operationType !== 'string') {
     throw new ConfigError(`${where} is not a change event (no operationType)`);
@@ -43,7 +45,7 @@ function checkEvent(event: unknown, where: string): Document {
       );
     }
   }
-  return e;
+  return e as EventDocument;
 }
 
 /**
@@ -95,6 +97,8 @@ export async function replay(
   });
   let events = 0;
   let deadLetters = 0;
+  let leftOut = 0;
+  const leftOutOf = new Set<string>();
   let batch: RowEvent[] = [];
   let batchBytes = 0;
   const garbage = new GarbagePacer(settings.batchBytes);
@@ -115,6 +119,18 @@ export async function replay(
       lineNumber++;
       if (line.trim() === '') continue;
       for (const event of parseEventLine(line, lineNumber, settings.file)) {
+        // As a whole-database relay does: a file of `relay tail` on a database holds them.
+        if (isTemporaryWrite(event, null)) {
+          const ns = `${event.ns.db}.${event.ns.coll}`;
+          if (!leftOutOf.has(ns)) {
+            leftOutOf.add(ns);
+            log.info(
+              `line ${lineNumber}: writes into ${ns} left out, as the relay leaves them out: MongoDB's temporary collection of ${temporaryOrigin(event.ns.coll)}, whose documents reach their target by a rename, which replay does not apply`,
+            );
+          }
+          leftOut++;
+          continue;
+        }
         const converted = convertEvent(event, target.dialect.objectKey);
         if (converted.type === 'control') {
           await flush();
@@ -128,7 +144,9 @@ export async function replay(
       if (batch.length >= settings.batchSize || batchBytes >= half) await flush();
     }
     await flush();
-    log.info(`replayed ${events} events from ${settings.file}; ${deadLetters} dead letters`);
+    log.info(
+      `replayed ${events} events from ${settings.file}; ${deadLetters} dead letters${leftOut > 0 ? `; ${leftOut} writes into MongoDB's temporary collections left out` : ''}`,
+    );
     return { events, deadLetters };
   } catch (error) {
     // Lines before a malformed one are applied; nothing after it is.

@@ -28,3 +28,30 @@ export function temporaryOrigin(collection: string | undefined): TemporaryOrigin
 export function isInternalCollection(collection: string): boolean {
   return collection.startsWith('system.') || temporaryOrigin(collection) !== null;
 }
+
+/** The operation types that write one row; every other event is about a collection or database. */
+export const ROW_OPERATIONS: ReadonlySet<string> = new Set([
+  'insert',
+  'update',
+  'replace',
+  'delete',
+]);
+
+/**
+ * A write into one of MongoDB's temporary collections ($out, a rename from another database,
+ * mapReduce), which a whole-database stream shows: left out, since its documents arrive through
+ * the rename onto the target, which copies that collection (relay/control.ts). A collection asked
+ * for by name (`asked`; null for a whole database) is relayed whatever its name; the other events
+ * of a temporary collection (its rename, a drop after a failed $out) go through.
+ */
+export function isTemporaryWrite(
+  event: { readonly operationType: string; readonly ns?: { readonly coll?: string } },
+  asked: readonly string[] | null,
+): boolean {
+  const collection = event.ns?.coll;
+  return (
+    ROW_OPERATIONS.has(event.operationType) &&
+    temporaryOrigin(collection) !== null &&
+    !asked?.includes(collection!)
+  );
+}

@@ -5,7 +5,7 @@ import type { ChangeEvent } from '../convert/change.js';
 import { convertEvent, type ControlEvent, type RowEvent } from '../convert/event.js';
 import { foldBatch } from '../convert/fold.js';
 import { errorMessage } from '../errors.js';
-import { temporaryOrigin } from '../mongo/namespaces.js';
+import { isTemporaryWrite } from '../mongo/namespaces.js';
 import { ChangeSource, type SourceBatch, type StreamPosition } from '../mongo/source.js';
 import type { Checkpoint } from '../target/writer.js';
 import { readAhead, readAheadBytes, unlessStopped, type RelayContext } from './context.js';
@@ -125,24 +125,6 @@ async function applyBatch(
   metrics.batches.inc();
   countByLabels(relayed, (labels, n) => metrics.eventsWritten.inc(labels, n));
   stats.recordWritten(relayed);
-}
-
-const ROW_OPERATIONS = new Set(['insert', 'update', 'replace', 'delete']);
-
-/**
- * A write into one of MongoDB's temporary collections ($out, a rename from another database,
- * mapReduce), which a whole-database stream shows: left out, since its documents arrive through
- * the rename onto the target, which copies that collection (control.ts). A collection asked for
- * by name is relayed whatever its name; the other events of a temporary collection (its rename, a
- * drop after a failed $out) go through.
- */
-function isTemporaryWrite(event: ChangeEvent, asked: string[] | null): boolean {
-  const collection = event.ns?.coll;
-  return (
-    ROW_OPERATIONS.has(event.operationType) &&
-    temporaryOrigin(collection) !== null &&
-    !asked?.includes(collection!)
-  );
 }
 
 /** Counts events per (operation, namespace), so counters move once per label set and batch. */

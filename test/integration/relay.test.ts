@@ -740,6 +740,52 @@ describe('tail and replay', () => {
     );
   });
 
+  it('replay leaves out writes into temporary collections, as a whole-database relay does', async () => {
+    const database = mongo.database('tailtmp');
+    const from = mongo.database('tailtmpfrom');
+    const input = client.db(database).collection('rp_input');
+    const incoming = client.db(from).collection('rp_incoming');
+    await incoming.insertMany([{ _id: 1 as never }, { _id: 2 as never }]);
+    // 4 inserts, 2 into $out's temporary collection and its rename, 2 into the temporary copy of
+    // a rename from another database and its rename, 1 insert after.
+    const tailing = await startTail(database, '--operation', 'insert,rename', '--limit', '11');
+    await input.insertMany(Array.from({ length: 4 }, (_, i) => ({ _id: i as never, n: i })));
+    await input.aggregate([{ $match: { n: { $gte: 2 } } }, { $out: 'rp_report' }]).toArray();
+    await client
+      .db('admin')
+      .command({ renameCollection: incoming.namespace, to: `${database}.rp_landing` });
+    await input.insertOne({ _id: 4 as never, n: 4 });
+    await tailing.done;
+    const lines = tailing.text().trim().split('\n');
+    const temporary = lines.filter((line) =>
+      /"coll":"tmp(\.agg_out\.[0-9a-f-]+|[0-9A-Za-z]{5}\.renameCollection)"/.test(line),
+    );
+    // The file holds what the relay leaves out: 2 inserts into each temporary collection, and
+    // the rename of each onto its target (which replay does not apply).
+    expect(temporary).toHaveLength(6);
+
+    const result = await replayLines(lines);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(
+      new RegExp(
+        `writes into ${database}\\.tmp\\.agg_out\\.[0-9a-f-]+ left out, as the relay leaves them out: MongoDB's temporary collection of \\$out`,
+      ),
+    );
+    expect(result.stderr).toMatch(
+      new RegExp(
+        `writes into ${database}\\.tmp[0-9A-Za-z]{5}\\.renameCollection left out, as the relay leaves them out: MongoDB's temporary collection of cross-database rename`,
+      ),
+    );
+    expect(result.stderr).toMatch(
+      /replayed 5 events from .*; 0 dead letters; 4 writes into MongoDB's temporary collections left out/,
+    );
+    await expectConverges(input, target, 'rp_input');
+    const tables = await tableNames(target);
+    expect(tables.filter((name) => name.toLowerCase().startsWith('tmp'))).toEqual([]);
+    expect(tables).not.toContain('rp_report');
+    expect(tables).not.toContain('rp_landing');
+  });
+
   it('replay stops at a malformed line with its number, writing nothing after it', async () => {
     const events = [1, 2, 3].map((n) =>
       EJSON.stringify(
