@@ -8,7 +8,12 @@ import { foldBatch } from '../convert/fold.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
 import { GarbagePacer } from '../memory.js';
-import { isTemporaryWrite, ROW_OPERATIONS, temporaryOrigin } from '../mongo/namespaces.js';
+import {
+  isLeftOutWrite,
+  leftOutBecause,
+  ROW_OPERATIONS,
+  temporaryOrigin,
+} from '../mongo/namespaces.js';
 import { connectTarget } from '../target/connect.js';
 import { TargetWriter } from '../target/writer.js';
 
@@ -120,12 +125,12 @@ export async function replay(
       if (line.trim() === '') continue;
       for (const event of parseEventLine(line, lineNumber, settings.file)) {
         // As a whole-database relay does: a file of `relay tail` on a database holds them.
-        if (isTemporaryWrite(event, null)) {
+        if (isLeftOutWrite(event, null)) {
           const ns = `${event.ns.db}.${event.ns.coll}`;
           if (!leftOutOf.has(ns)) {
             leftOutOf.add(ns);
             log.info(
-              `line ${lineNumber}: writes into ${ns} left out, as the relay leaves them out: MongoDB's temporary collection of ${temporaryOrigin(event.ns.coll)}, whose documents reach their target by a rename, which replay does not apply`,
+              `line ${lineNumber}: writes into ${ns} left out, as the relay leaves them out: ${leftOutBecause(event.ns.coll)}${temporaryOrigin(event.ns.coll) ? ' (replay does not apply the rename)' : ''}`,
             );
           }
           leftOut++;
@@ -145,7 +150,7 @@ export async function replay(
     }
     await flush();
     log.info(
-      `replayed ${events} events from ${settings.file}; ${deadLetters} dead letters${leftOut > 0 ? `; ${leftOut} writes into MongoDB's temporary collections left out` : ''}`,
+      `replayed ${events} events from ${settings.file}; ${deadLetters} dead letters${leftOut > 0 ? `; ${leftOut} writes into MongoDB's temporary or Queryable Encryption state collections left out` : ''}`,
     );
     return { events, deadLetters };
   } catch (error) {

@@ -118,15 +118,23 @@ export async function resumeAfter(
 
 /**
  * The collections of a database a whole-database relay copies and maps to tables: not MongoDB's
- * own, nor a temporary one that a `$out` or a rename in progress will rename onto its target.
+ * own, nor a temporary one that a `$out` or a rename in progress will rename onto its target,
+ * nor a Queryable Encryption state collection. `leftOut` is told each one left out but
+ * `system.*`, which nobody expects relayed.
  */
-export async function listCollections(client: MongoClient, database: string): Promise<string[]> {
+export async function listCollections(
+  client: MongoClient,
+  database: string,
+  leftOut?: (collection: string) => void,
+): Promise<string[]> {
   const collections = await client
     .db(database)
     .listCollections({ type: 'collection' }, { nameOnly: true })
     .toArray();
-  return collections
-    .map((c) => c.name)
-    .filter((name) => !isInternalCollection(name))
-    .sort();
+  const names: string[] = [];
+  for (const { name } of collections) {
+    if (!isInternalCollection(name)) names.push(name);
+    else if (!name.startsWith('system.')) leftOut?.(name);
+  }
+  return names.sort();
 }

@@ -1,10 +1,12 @@
 // What every job of the relay shares: the clients, the settings, the checkpoint in memory, and
 // retries that keep health and metrics up to date. The jobs (copy, stream, control) take it.
 import type { MongoClient } from 'mongodb';
+import type { ChangeEvent } from '../convert/change.js';
 import type { Logger } from '../log.js';
 import { GarbagePacer } from '../memory.js';
 import type { RelayMetrics } from '../metrics.js';
 import { isTransientMongoError } from '../mongo/errors.js';
+import { isLeftOutWrite, leftOutBecause, temporaryOrigin } from '../mongo/namespaces.js';
 import type { SourceOptions } from '../mongo/source.js';
 import { withRetry } from '../retry.js';
 import type { RelayStats } from '../stats.js';
@@ -144,6 +146,37 @@ export class RelayContext {
   follow(collection: string): void {
     if (this.options.collections === null && !this.collections.includes(collection)) {
       this.collections = [...this.collections, collection];
+    }
+  }
+
+  /**
+   * Whether the relay leaves this event out: a write into a collection a whole-database relay
+   * does not relay (mongo/namespaces.ts). Says so once per collection.
+   */
+  leavesOut(event: ChangeEvent): boolean {
+    if (!isLeftOutWrite(event, this.options.collections)) return false;
+    this.noteLeftOut(event.ns!.coll!);
+    return true;
+  }
+
+  /** Collections said to be left out (temporary ones aside). */
+  private readonly leftOut = new Set<string>();
+  private lastTemporary: string | null = null;
+
+  /**
+   * Logs once per collection that a whole-database relay leaves it out, and why. Each $out or
+   * rename names a new temporary collection: only the last is remembered (a relay running for
+   * months would gather them all), and they are told at debug level, as routine.
+   */
+  noteLeftOut(collection: string): void {
+    const line = () =>
+      `leaving out ${this.options.database}.${collection}: ${leftOutBecause(collection)}`;
+    if (temporaryOrigin(collection) !== null) {
+      if (collection !== this.lastTemporary) this.log.debug(line());
+      this.lastTemporary = collection;
+    } else if (!this.leftOut.has(collection)) {
+      this.leftOut.add(collection);
+      this.log.info(line());
     }
   }
 

@@ -44,7 +44,11 @@ export class Relay {
     const { client, writer, log } = ctx;
     const { database, collections, snapshot } = ctx.options;
     ctx.collections =
-      collections ?? (await ctx.mongo(() => listCollections(client, database), signal));
+      collections ??
+      (await ctx.mongo(
+        () => listCollections(client, database, (name) => ctx.noteLeftOut(name)),
+        signal,
+      ));
     if (collections) await ctx.mongo(() => this.warnMissing(collections), signal);
     await ctx.target(() => writer.prepare(ctx.collections), signal);
     const stored = await ctx.target(() => writer.readCheckpoint(), signal);

@@ -5,7 +5,6 @@ import type { ChangeEvent } from '../convert/change.js';
 import { convertEvent, type ControlEvent, type RowEvent } from '../convert/event.js';
 import { foldBatch } from '../convert/fold.js';
 import { errorMessage } from '../errors.js';
-import { isTemporaryWrite } from '../mongo/namespaces.js';
 import { ChangeSource, type SourceBatch, type StreamPosition } from '../mongo/source.js';
 import type { Checkpoint } from '../target/writer.js';
 import { readAhead, readAheadBytes, unlessStopped, type RelayContext } from './context.js';
@@ -77,12 +76,7 @@ async function applyBatch(
   const { events, position } = batch;
   stats.recordRead(events);
   countByLabels(events, (labels, n) => metrics.eventsRead.inc(labels, n));
-  const relayed = events.filter((e) => !isTemporaryWrite(e, ctx.options.collections));
-  if (relayed.length < events.length) {
-    ctx.log.debug(
-      `left out ${events.length - relayed.length} writes into MongoDB's temporary collections; their documents are copied when they are renamed onto a relayed collection`,
-    );
-  }
+  const relayed = events.filter((e) => !ctx.leavesOut(e));
   if (relayed.length === 0) {
     if (events.length === 0) stats.caughtUp = true;
     const idleFor = Date.now() - (stats.lastCheckpointMs ?? 0);

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Decimal128, Double, Long, MongoClient, type Document } from 'mongodb';
-import { EJSON, UUID } from 'bson';
+import { Binary, EJSON, UUID } from 'bson';
 import { LosslessNumber } from 'lossless-json';
 import { parseStoredJson, type StoredObject } from '../../src/convert/stored.js';
 import type { TestMongo } from '../support/mongo/index.js';
@@ -674,6 +674,56 @@ describe('renames across databases, and the temporary collections MongoDB rename
   }, 90_000);
 });
 
+describe('Queryable Encryption state collections', () => {
+  // Creating an encrypted collection creates enxcol_.<collection>.esc and .ecoc beside it (the
+  // client-side encryption specification's createEncryptedCollection; .ecc before 7.0), which
+  // the server tells by name (NamespaceString::isFLE2StateCollection, namespace_string.cpp) and
+  // writes with each encrypted document. A database change stream shows those writes: it leaves
+  // out only system.* (kRegexAllCollections, document_source_change_stream.h). Written here as
+  // the plain documents they are: ESC {_id: BinData, value: BinData}, ECOC {_id, fieldName, value}.
+  const stateTables = async () =>
+    (await tableNames(target)).filter((name) => name.toLowerCase().startsWith('enxcol'));
+  const token = (n: number) => new Binary(Buffer.alloc(32, n));
+
+  it('leaves them out at the start and while streaming, saying so once for each', async () => {
+    const database = mongo.database('qedb');
+    const db = client.db(database);
+    const patients = db.collection('qe_patients');
+    const esc = db.collection('enxcol_.qe_patients.esc');
+    const ecoc = db.collection('enxcol_.qe_patients.ecoc');
+    await patients.insertOne({ _id: 1 as never, ssn: token(1) });
+    await esc.insertOne({ _id: token(2) as never, value: token(3) });
+    const relay = spawnRelay(['cdc-relay', ...relayArgs(database, '--stream-id', 'qe-all')]);
+    try {
+      await relay.waitForOutput(/snapshot complete/);
+      await expectConverges(patients, target);
+      for (const n of [4, 5]) {
+        await patients.insertOne({ _id: n as never, ssn: token(n) });
+        await esc.insertOne({ _id: token(10 + n) as never, value: token(20 + n) });
+        await ecoc.insertOne({ fieldName: 'ssn', value: token(30 + n) });
+      }
+      await ecoc.deleteMany({});
+      await patients.insertOne({ _id: 6 as never, ssn: token(6) });
+      await expectConverges(patients, target);
+      expect(await stateTables()).toEqual([]);
+      for (const state of ['esc', 'ecoc']) {
+        const said = relay
+          .output()
+          .split('\n')
+          .filter((line) =>
+            line.includes(
+              `leaving out ${database}.enxcol_.qe_patients.${state}: a Queryable Encryption state collection: the server's metadata of an encrypted collection, not user data`,
+            ),
+          );
+        expect(said, state).toHaveLength(1);
+      }
+    } finally {
+      relay.child.kill('SIGTERM');
+      expect(await relay.exited).toBe(0);
+    }
+  }, 90_000);
+});
+
 /** `relay tail` on `database` with `args`, printing into a buffer until it ends. */
 async function startTail(database: string, ...args: string[]) {
   const out = capture();
@@ -740,48 +790,62 @@ describe('tail and replay', () => {
     );
   });
 
-  it('replay leaves out writes into temporary collections, as a whole-database relay does', async () => {
+  it('replay leaves out writes into temporary and encryption state collections, as a whole-database relay does', async () => {
     const database = mongo.database('tailtmp');
     const from = mongo.database('tailtmpfrom');
     const input = client.db(database).collection('rp_input');
     const incoming = client.db(from).collection('rp_incoming');
     await incoming.insertMany([{ _id: 1 as never }, { _id: 2 as never }]);
     // 4 inserts, 2 into $out's temporary collection and its rename, 2 into the temporary copy of
-    // a rename from another database and its rename, 1 insert after.
-    const tailing = await startTail(database, '--operation', 'insert,rename', '--limit', '11');
+    // a rename from another database and its rename, 1 into a Queryable Encryption state
+    // collection, 1 insert after.
+    const tailing = await startTail(database, '--operation', 'insert,rename', '--limit', '12');
     await input.insertMany(Array.from({ length: 4 }, (_, i) => ({ _id: i as never, n: i })));
     await input.aggregate([{ $match: { n: { $gte: 2 } } }, { $out: 'rp_report' }]).toArray();
     await client
       .db('admin')
       .command({ renameCollection: incoming.namespace, to: `${database}.rp_landing` });
+    await client
+      .db(database)
+      .collection('enxcol_.rp_input.esc')
+      .insertOne({ _id: new Binary(Buffer.alloc(32, 1)) as never });
     await input.insertOne({ _id: 4 as never, n: 4 });
     await tailing.done;
     const lines = tailing.text().trim().split('\n');
-    const temporary = lines.filter((line) =>
-      /"coll":"tmp(\.agg_out\.[0-9a-f-]+|[0-9A-Za-z]{5}\.renameCollection)"/.test(line),
+    const leftOut = lines.filter((line) =>
+      /"coll":"(tmp(\.agg_out\.[0-9a-f-]+|[0-9A-Za-z]{5}\.renameCollection)|enxcol_\.rp_input\.esc)"/.test(
+        line,
+      ),
     );
-    // The file holds what the relay leaves out: 2 inserts into each temporary collection, and
-    // the rename of each onto its target (which replay does not apply).
-    expect(temporary).toHaveLength(6);
+    // The file holds what the relay leaves out: 2 inserts into each temporary collection and the
+    // rename of each onto its target (which replay does not apply), 1 into the state collection.
+    expect(leftOut).toHaveLength(7);
 
     const result = await replayLines(lines);
     expect(result.code, result.stderr).toBe(0);
+    const said = (ns: string, why: string) =>
+      new RegExp(`writes into ${database}\\.${ns} left out, as the relay leaves them out: ${why}`);
     expect(result.stderr).toMatch(
-      new RegExp(
-        `writes into ${database}\\.tmp\\.agg_out\\.[0-9a-f-]+ left out, as the relay leaves them out: MongoDB's temporary collection of \\$out`,
+      said(
+        'tmp\\.agg_out\\.[0-9a-f-]+',
+        "MongoDB's temporary collection of \\$out, whose documents are copied when it is renamed onto its target \\(replay does not apply the rename\\)",
       ),
     );
     expect(result.stderr).toMatch(
-      new RegExp(
-        `writes into ${database}\\.tmp[0-9A-Za-z]{5}\\.renameCollection left out, as the relay leaves them out: MongoDB's temporary collection of cross-database rename`,
+      said(
+        'tmp[0-9A-Za-z]{5}\\.renameCollection',
+        "MongoDB's temporary collection of cross-database rename",
       ),
     );
     expect(result.stderr).toMatch(
-      /replayed 5 events from .*; 0 dead letters; 4 writes into MongoDB's temporary collections left out/,
+      said('enxcol_\\.rp_input\\.esc', 'a Queryable Encryption state collection'),
+    );
+    expect(result.stderr).toMatch(
+      /replayed 5 events from .*; 0 dead letters; 5 writes into MongoDB's temporary or Queryable Encryption state collections left out/,
     );
     await expectConverges(input, target, 'rp_input');
     const tables = await tableNames(target);
-    expect(tables.filter((name) => name.toLowerCase().startsWith('tmp'))).toEqual([]);
+    expect(tables.filter((name) => /^(tmp|enxcol)/i.test(name))).toEqual([]);
     expect(tables).not.toContain('rp_report');
     expect(tables).not.toContain('rp_landing');
   });
