@@ -1,18 +1,21 @@
 // cdc-relay when things go wrong: the relay killed, cursors killed, connections dropped, the
 // target down, writes during the snapshot, history lost, and bad input.
 import { describe, expect, it } from 'vitest';
-import { ObjectId, type Collection, type Document, type MongoClient } from 'mongodb';
+import { ObjectId, type Collection, type Document } from 'mongodb';
 import { EJSON } from 'bson';
-import { MongoHarness, type TestMongo } from '../support/mongo/index.js';
+import { MongoHarness } from '../support/mongo/index.js';
 import { freePort } from '../support/postgres.js';
-import { canStopTarget, refusals, startOwnTarget, type TestTarget } from '../support/target.js';
+import { canStopTarget, refusals, startOwnTarget } from '../support/target.js';
 import {
   expectConverges,
   query,
   relayArgs as serverRelayArgs,
   rowCount,
+  client,
+  mongo,
+  servers,
+  target,
   useServers,
-  type Servers,
   runCli,
   spawnRelay,
   startRelay,
@@ -21,15 +24,7 @@ import {
   waitFor,
 } from '../support/relay.js';
 
-let servers: Servers;
-let mongo: TestMongo;
-let client: MongoClient;
-let target: TestTarget;
-
-useServers((started) => {
-  servers = started;
-  ({ mongo, client, target } = started);
-});
+useServers();
 
 /** Relay arguments with the target at `url` (this file's target, or a server of a test's own). */
 function relayArgs(url: string, database: string, ...extra: string[]): string[] {

@@ -8,29 +8,22 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { EJSON } from 'bson';
-import type { Collection, Document, MongoClient } from 'mongodb';
-import type { TestMongo } from '../support/mongo/index.js';
-import type { TestTarget } from '../support/target.js';
+import type { Collection, Document } from 'mongodb';
 import {
   expectConverges,
   query,
   relayArgs,
   runCli,
   spawnRelay,
+  client,
+  mongo,
+  servers,
+  target,
   useServers,
   waitFor,
-  type Servers,
 } from '../support/relay.js';
 
-let servers: Servers;
-let mongo: TestMongo;
-let client: MongoClient;
-let target: TestTarget;
-
-useServers((started) => {
-  servers = started;
-  ({ mongo, client, target } = started);
-});
+useServers();
 
 const MB = 1_000_000;
 

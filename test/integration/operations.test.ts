@@ -5,10 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { MongoClient } from 'mongodb';
-import type { TestMongo } from '../support/mongo/index.js';
 import { freePort } from '../support/postgres.js';
-import { canStopTarget, refusals, startOwnTarget, type TestTarget } from '../support/target.js';
+import { canStopTarget, refusals, startOwnTarget } from '../support/target.js';
 import {
   parseOptions,
   relayArgs,
@@ -16,20 +14,15 @@ import {
   spawnRelay,
   startRelay,
   tableRows,
+  client,
+  mongo,
+  servers,
+  target,
   useServers,
   waitFor,
-  type Servers,
 } from '../support/relay.js';
 
-let servers: Servers;
-let mongo: TestMongo;
-let client: MongoClient;
-let target: TestTarget;
-
-useServers((started) => {
-  servers = started;
-  ({ mongo, client, target } = started);
-});
+useServers();
 
 async function get(port: number, path: string): Promise<{ status: number; body: string }> {
   const response = await fetch(`http://127.0.0.1:${port}${path}`);

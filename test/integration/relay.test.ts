@@ -4,19 +4,21 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Decimal128, Double, Long, MongoClient, type Document } from 'mongodb';
+import { Decimal128, Double, Long, type Document } from 'mongodb';
 import { Binary, EJSON, UUID } from 'bson';
 import { LosslessNumber } from 'lossless-json';
 import { parseStoredJson, type StoredObject } from '../../src/convert/stored.js';
-import type { TestMongo } from '../support/mongo/index.js';
-import { refusals, type TestTarget } from '../support/target.js';
+import { refusals } from '../support/target.js';
 import {
   expectConverges,
   capture,
   parseOptions,
   relayArgs as serverRelayArgs,
+  client,
+  mongo,
+  servers,
+  target,
   useServers,
-  type Servers,
   query,
   runCli,
   spawnRelay,
@@ -30,15 +32,7 @@ import {
 import { tail } from '../../src/commands/tail.js';
 import { tailSettings } from '../../src/config.js';
 
-let servers: Servers;
-let mongo: TestMongo;
-let client: MongoClient;
-let target: TestTarget;
-
-useServers((started) => {
-  servers = started;
-  ({ mongo, client, target } = started);
-});
+useServers();
 
 const relayArgs = (database: string, ...extra: string[]) =>
   serverRelayArgs(servers, database, ...extra);

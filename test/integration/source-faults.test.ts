@@ -2,31 +2,24 @@
 // (its own resume failed, or a cursor was lost) are retried with backoff, /healthz says so, and
 // no change event is lost or written twice.
 import { describe, expect, it, onTestFinished } from 'vitest';
-import type { Collection, Document, MongoClient } from 'mongodb';
-import type { TestMongo } from '../support/mongo/index.js';
+import type { Collection, Document } from 'mongodb';
 import { freePort } from '../support/postgres.js';
-import type { TestTarget } from '../support/target.js';
 import {
   expectConverges,
   query,
   relayArgs,
   startRelay,
   tableRows,
+  client,
+  mongo,
+  servers,
+  target,
   useServers,
   waitFor,
   type RunningRelay,
-  type Servers,
 } from '../support/relay.js';
 
-let servers: Servers;
-let mongo: TestMongo;
-let client: MongoClient;
-let target: TestTarget;
-
-useServers((started) => {
-  servers = started;
-  ({ mongo, client, target } = started);
-});
+useServers();
 
 async function healthz(port: number): Promise<{ status: number; body: Document }> {
   const response = await fetch(`http://127.0.0.1:${port}/healthz`);

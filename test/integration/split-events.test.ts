@@ -6,28 +6,22 @@ import { EJSON } from 'bson';
 import { MongoClient, type Document } from 'mongodb';
 import type { ChangeEvent } from '../../src/convert/change.js';
 import { ChangeSource, type SourceOptions, type StreamPosition } from '../../src/mongo/source.js';
-import { MongoHarness, type TestMongo } from '../support/mongo/index.js';
-import type { TestTarget } from '../support/target.js';
+import { MongoHarness } from '../support/mongo/index.js';
 import {
   query,
   relayArgs,
   spawnRelay,
   startRelay,
   tableRows,
+  client,
+  mongo,
+  servers,
+  target,
   useServers,
   waitFor,
-  type Servers,
 } from '../support/relay.js';
 
-let servers: Servers;
-let mongo: TestMongo;
-let client: MongoClient;
-let target: TestTarget;
-
-useServers((started) => {
-  servers = started;
-  ({ mongo, client, target } = started);
-});
+useServers();
 
 const MB = 1024 * 1024;
 

@@ -1,9 +1,7 @@
 // verify, and the full loop a user runs to prove that nothing was lost (relay + workload +
 // verify), including relay crashes.
 import { describe, expect, it } from 'vitest';
-import type { Document, MongoClient } from 'mongodb';
-import type { TestMongo } from '../support/mongo/index.js';
-import type { TestTarget } from '../support/target.js';
+import type { Document } from 'mongodb';
 import {
   query,
   relayArgs,
@@ -12,19 +10,14 @@ import {
   spawnRelay,
   startRelay,
   tableRows,
+  client,
+  mongo,
+  servers,
+  target,
   useServers,
-  type Servers,
 } from '../support/relay.js';
 
-let servers: Servers;
-let mongo: TestMongo;
-let client: MongoClient;
-let target: TestTarget;
-
-useServers((started) => {
-  servers = started;
-  ({ mongo, client, target } = started);
-});
+useServers();
 
 function workload(database: string, collection: string, ...args: string[]) {
   return runWorkload(mongo, database, collection, ...args);

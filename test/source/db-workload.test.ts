@@ -2,14 +2,10 @@
 // and bad input. It writes to MongoDB only, so it runs once, not once per target.
 import { describe, expect, it } from 'vitest';
 import { EJSON } from 'bson';
-import type { MongoClient } from 'mongodb';
-import { MongoHarness, type TestMongo } from '../support/mongo/index.js';
-import { runCli, runWorkload, useSource } from '../support/relay.js';
+import { MongoHarness } from '../support/mongo/index.js';
+import { client, mongo, runCli, runWorkload, useSource } from '../support/relay.js';
 
-let mongo: TestMongo;
-let client: MongoClient;
-
-useSource((started) => ({ mongo, client } = started));
+useSource();
 
 function workload(database: string, collection: string, ...args: string[]) {
   return runWorkload(mongo, database, collection, ...args);

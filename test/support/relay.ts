@@ -310,14 +310,25 @@ export async function startServers(): Promise<Servers> {
   return { ...(await startSource()), target: await createTestTarget() };
 }
 
-/** Starts the servers before this file's tests and stops them after; `use` receives them. */
-export function useServers(use: (servers: Servers) => void): void {
-  useStarted(startServers, use);
+// This test file's servers, set before its tests by useServers (useSource sets mongo and client
+// only). Vitest gives each test file its own modules, so they are the file's own, and a file's
+// imports of them are live bindings: they hold the servers from its beforeAll on.
+export let servers: Servers;
+export let mongo: Source['mongo'];
+export let client: Source['client'];
+export let target: TestTarget;
+
+/** Starts the servers (`servers`, `mongo`, `client`, `target`) before this file's tests, stops them after. */
+export function useServers(): void {
+  useStarted(startServers, (started) => {
+    servers = started;
+    ({ mongo, client, target } = started);
+  });
 }
 
-/** For tests that never touch a target: only the source. */
-export function useSource(use: (source: Source) => void): void {
-  useStarted(startSource, use);
+/** For tests that never touch a target: only the source (`mongo`, `client`). */
+export function useSource(): void {
+  useStarted(startSource, (started) => ({ mongo, client } = started));
 }
 
 function useStarted<T extends Partial<Servers>>(

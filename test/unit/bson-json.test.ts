@@ -2,23 +2,16 @@
 // patches and stored rows write it from decoded values (`rowJson`). Both must give the same text
 // for every document, on both dialects' key policies: table-driven over every BSON type, the
 // sample documents, the workload's documents, and seeded random documents.
-import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { faker } from '@faker-js/faker';
 import {
   BSON,
   Binary,
-  BSONRegExp,
-  BSONSymbol,
-  Code,
-  DBRef,
   Decimal128,
   Double,
   EJSON,
   Int32,
   Long,
-  MaxKey,
-  MinKey,
   ObjectId,
   Timestamp,
   UUID,
@@ -31,6 +24,8 @@ import { RowError } from '../../src/errors.js';
 import { SCENARIOS } from '../../src/workload/scenarios.js';
 import { crateDialect } from '../../src/target/cratedb/dialect.js';
 import { postgresDialect } from '../../src/target/postgres/dialect.js';
+import { BSON_VALUES, oid } from '../support/bson-values.js';
+import { sampleFiles } from '../support/samples.js';
 
 const policies: [string, KeyPolicy][] = [
   ['PostgreSQL', postgresDialect.objectKey],
@@ -52,91 +47,9 @@ function expectSame(doc: Document, keys: KeyPolicy): string {
   return fromBytes;
 }
 
-const oid = new ObjectId('5ca4bbcea2dd94ee58162a68');
-
-// Every BSON type, with the values at the edges of how each is written.
-const values: [string, unknown][] = [
-  ['ObjectId', oid],
-  ['Date', new Date(1700000000123)],
-  ['Date before 1970', new Date(-226117231001)],
-  ['Date at the end of JS time', new Date(8.64e15)],
-  ['Timestamp', new Timestamp({ t: 1700000000, i: 7 })],
-  ['Timestamp, high bit', new Timestamp({ t: 0xfffffff0, i: 1 })],
-  ['Decimal128', Decimal128.fromString('42.42')],
-  ['Decimal128 NaN', Decimal128.fromString('NaN')],
-  ['Int32', new Int32(7)],
-  ['Int32 min', new Int32(-2147483648)],
-  ['Int32 max', new Int32(2147483647)],
-  ['Int32 zero', new Int32(0)],
-  ['Double', new Double(1.5)],
-  ['Double, whole', new Double(10)],
-  ['Double, negative whole', new Double(-3)],
-  ['Double, zero', new Double(0)],
-  ['Double, negative zero', new Double(-0)],
-  ['Double, 2^53', new Double(2 ** 53)],
-  ['Double, 2^53 + 2', new Double(2 ** 53 + 2)],
-  ['Double, 1e20', new Double(1e20)],
-  ['Double, 1e21', new Double(1e21)],
-  ['Double, large', new Double(1e300)],
-  ['Double, small', new Double(1e-7)],
-  ['Double, min', new Double(Number.MIN_VALUE)],
-  ['Double, max', new Double(Number.MAX_VALUE)],
-  ['Double, 0.1 + 0.2', new Double(0.1 + 0.2)],
-  ['Double NaN', new Double(NaN)],
-  ['Double Infinity', new Double(Infinity)],
-  ['Double -Infinity', new Double(-Infinity)],
-  ['Int64 small', Long.fromNumber(42)],
-  ['Int64 negative', Long.fromNumber(-42)],
-  ['Int64 2^32', Long.fromNumber(2 ** 32)],
-  ['Int64 -2^32 - 1', Long.fromNumber(-(2 ** 32) - 1)],
-  ['Int64 2^53-1', Long.fromString('9007199254740991')],
-  ['Int64 -2^53', Long.fromString('-9007199254740992')],
-  ['Int64 2^53', Long.fromString('9007199254740992')],
-  ['Int64 2^53+1', Long.fromString('9007199254740993')],
-  ['Int64 -2^53-1', Long.fromString('-9007199254740993')],
-  ['Int64 -2^63', Long.fromString('-9223372036854775808')],
-  ['Int64 2^63-1', Long.fromString('9223372036854775807')],
-  ['UUID binary (subtype 4)', new UUID('0df078f3-3aa7-4a2e-9696-e0520c1a828a')],
-  ['other binary', new Binary(Buffer.from('hello'), 0)],
-  ['old binary (subtype 2)', new Binary(Buffer.from('hello'), 2)],
-  ['empty binary', new Binary(Buffer.alloc(0), 0)],
-  ['BSONRegExp', new BSONRegExp('^a.c$', 'im')],
-  ['BSONRegExp with a slash', new BSONRegExp('a/b', 's')],
-  ['RegExp', /x+y/gi],
-  ['MinKey', new MinKey()],
-  ['MaxKey', new MaxKey()],
-  ['Code', new Code('function () { return 1; }')],
-  ['Code with scope', new Code('function () { return x; }', { x: 1 })],
-  ['Symbol', new BSONSymbol('sym')],
-  ['DBRef', new DBRef('users', oid, 'app')],
-  ['DBRef without db', new DBRef('users', oid)],
-  ['DBRef with more fields', new DBRef('users', oid, 'app', { extra: new Int32(1) })],
-  ['a DBRef-like object in another order', { $id: 1, $ref: 'x' }],
-  ['an object with a $ key that is no DBRef', { $set: 1, a: 2 }],
-  ['undefined', undefined],
-  ['null', null],
-  ['true', true],
-  ['false', false],
-  ['empty string', ''],
-  ['string with newline and quote', 'a\n"b'],
-  [
-    'string with every control character',
-    String.fromCharCode(...Array.from({ length: 32 }, (_, i) => i)),
-  ],
-  ['string with backslash, DEL and slash', '\\ \u007f /'],
-  ['string with NUL', 'a\u0000b'],
-  ['non-ASCII string', 'Grüße, 東京, 🚀, \u2028\u2029'],
-  ['empty object and array', { o: {}, a: [] }],
-  ['nested arrays', [[new Int32(1), [new Double(2)]], []]],
-  [
-    'nested',
-    { a: [new Int32(1), { b: new Date(5) }], c: { d: Long.fromNumber(1), e: new Double(2) } },
-  ],
-];
-
 describe('row JSON from BSON bytes is rowJson of the decoded document', () => {
   for (const [policy, keys] of policies) {
-    it.each(values)(`${policy}: %s`, (_name, value) => {
+    it.each(BSON_VALUES)(`${policy}: %s`, (_name, value) => {
       expectSame({ _id: oid, v: value, nested: { v: value }, list: [value, value] }, keys);
     });
   }
@@ -218,13 +131,8 @@ describe('row JSON from BSON bytes is rowJson of the decoded document', () => {
 });
 
 describe('sample and workload documents', () => {
-  const files = fs
-    .readdirSync(new URL('../fixtures/', import.meta.url))
-    .filter((f) => f.endsWith('.jsonl'));
-
-  it.each(files)('%s', (file) => {
-    const text = fs.readFileSync(new URL(`../fixtures/${file}`, import.meta.url), 'utf8');
-    for (const line of text.split('\n').filter(Boolean)) {
+  it.each(sampleFiles())('%s', (_file, lines) => {
+    for (const line of lines) {
       const doc = EJSON.parse(line, { relaxed: false }) as Document;
       for (const [, keys] of policies) expectSame(doc, keys);
     }

@@ -1,10 +1,10 @@
 // Stored rows (JSON text from the target) parsed with every number's text kept: the same values
 // as lossless-json's parser gives, errors where JSON has them, and strings of megabytes (documents
 // with large fields are read back for patches and by verify).
-import fs from 'node:fs';
 import { LosslessNumber, parse } from 'lossless-json';
 import { describe, expect, it } from 'vitest';
 import { parseStoredJson } from '../../src/convert/stored.js';
+import { sampleFiles } from '../support/samples.js';
 
 const texts: [string, string][] = [
   ['scalars', '[null,true,false,0,-0,1.5,-2.5e-3,1E+300,9223372036854775807,10.0]'],
@@ -52,11 +52,8 @@ describe('parseStoredJson', () => {
   });
 
   it('parses the sample documents as lossless-json does', () => {
-    const dir = new URL('../fixtures/', import.meta.url);
-    for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.jsonl'))) {
-      for (const line of fs.readFileSync(new URL(file, dir), 'utf8').split('\n').filter(Boolean)) {
-        expect(parseStoredJson(line)).toEqual(parse(line));
-      }
+    for (const [, lines] of sampleFiles()) {
+      for (const line of lines) expect(parseStoredJson(line)).toEqual(parse(line));
     }
   });
 

@@ -1,23 +1,6 @@
 // DESIGN.md §1: every BSON type listed there, table-driven, for both dialects' key policies.
-import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import {
-  Binary,
-  BSONRegExp,
-  BSONSymbol,
-  Code,
-  DBRef,
-  Decimal128,
-  Double,
-  EJSON,
-  Int32,
-  Long,
-  MaxKey,
-  MinKey,
-  ObjectId,
-  Timestamp,
-  UUID,
-} from 'bson';
+import { Binary, Decimal128, EJSON, Int32, Long, MaxKey, MinKey, Timestamp } from 'bson';
 import type { Document } from 'bson';
 import { canonicalJson, parseStoredJson } from '../../src/convert/stored.js';
 import { oidOf, rowJson, valueJson } from '../../src/convert/value.js';
@@ -25,81 +8,16 @@ import { idTypeGroup } from '../../src/mongo/snapshot.js';
 import { crateDialect } from '../../src/target/cratedb/dialect.js';
 import { postgresDialect } from '../../src/target/postgres/dialect.js';
 import { RowError } from '../../src/errors.js';
-
-const oid = new ObjectId('5ca4bbcea2dd94ee58162a68');
-const uuid = new UUID('0df078f3-3aa7-4a2e-9696-e0520c1a828a');
-
-// Each BSON value and the JSON text it becomes: numbers keep their BSON type in the text.
-const values: [string, unknown, string][] = [
-  ['ObjectId', oid, '"5ca4bbcea2dd94ee58162a68"'],
-  ['Date (ms kept)', new Date(1700000000123), '1700000000123'],
-  ['Date before 1970', new Date(-226117231001), '-226117231001'],
-  ['Timestamp', new Timestamp({ t: 1700000000, i: 7 }), '1700000000000'],
-  ['Decimal128', Decimal128.fromString('42.42'), '"42.42"'],
-  ['Decimal128 trailing zero', Decimal128.fromString('1.10'), '"1.10"'],
-  ['Int32', new Int32(7), '7'],
-  ['Int32 negative', new Int32(-2147483648), '-2147483648'],
-  ['Double', new Double(1.5), '1.5'],
-  ['Double, whole', new Double(10), '10.0'],
-  ['Double, negative whole', new Double(-3), '-3.0'],
-  ['Double, zero', new Double(0), '0.0'],
-  ['Double, negative zero', new Double(-0), '-0.0'],
-  ['Double, large', new Double(1e300), '1e+300'],
-  ['Double, 2^53 + 2', new Double(2 ** 53 + 2), '9007199254740994.0'],
-  ['Double, 1e20', new Double(1e20), '100000000000000000000.0'],
-  ['Double, small', new Double(1e-7), '1e-7'],
-  ['Double, max', new Double(Number.MAX_VALUE), '1.7976931348623157e+308'],
-  ['number with a fraction', 3.25, '3.25'],
-  ['number, safe integer', 42, '42'],
-  ['number beyond 2^53 is a Double', 2 ** 60, '1152921504606847000.0'],
-  ['NaN', NaN, 'null'],
-  ['Double NaN', new Double(NaN), 'null'],
-  ['Infinity', Infinity, 'null'],
-  ['-Infinity', new Double(-Infinity), 'null'],
-  ['Int64 small', Long.fromNumber(42), '42'],
-  ['Int64 2^53-1', Long.fromString('9007199254740991'), '9007199254740991'],
-  ['Int64 2^53+1', Long.fromString('9007199254740993'), '9007199254740993'],
-  ['Int64 -2^63', Long.fromString('-9223372036854775808'), '-9223372036854775808'],
-  ['Int64 2^63-1', Long.fromString('9223372036854775807'), '9223372036854775807'],
-  ['bigint', 2n ** 60n, '1152921504606846976'],
-  ['UUID binary (subtype 4)', uuid, '"0df078f3-3aa7-4a2e-9696-e0520c1a828a"'],
-  ['other binary', new Binary(Buffer.from('hello'), 0), '"aGVsbG8="'],
-  ['BSONRegExp', new BSONRegExp('^a.c$', 'im'), '"/^a.c$/im"'],
-  ['RegExp', /x+y/gi, '"/x+y/gi"'],
-  ['MinKey', new MinKey(), '"MinKey"'],
-  ['MaxKey', new MaxKey(), '"MaxKey"'],
-  ['Code', new Code('function () { return 1; }'), '"function () { return 1; }"'],
-  ['Symbol', new BSONSymbol('sym'), '"sym"'],
-  [
-    'DBRef',
-    new DBRef('users', oid, 'app'),
-    '{"$ref":"users","$id":"5ca4bbcea2dd94ee58162a68","$db":"app"}',
-  ],
-  [
-    'DBRef without db',
-    new DBRef('users', oid),
-    '{"$ref":"users","$id":"5ca4bbcea2dd94ee58162a68"}',
-  ],
-  ['undefined', undefined, 'null'],
-  ['null', null, 'null'],
-  ['string with newline and quote', 'a\n"b', '"a\\n\\"b"'],
-  ['string with NUL', 'a\u0000b', '"a\\u0000b"'],
-  ['boolean', true, 'true'],
-  ['empty object and array', { o: {}, a: [] }, '{"o":{},"a":[]}'],
-  [
-    'nested',
-    { a: [new Int32(1), { b: new Date(5) }], c: { d: Long.fromNumber(1), e: new Double(2) } },
-    '{"a":[1,{"b":5}],"c":{"d":1,"e":2.0}}',
-  ],
-];
+import { BSON_VALUES, oid, uuid } from '../support/bson-values.js';
+import { sampleFiles } from '../support/samples.js';
 
 describe('valueJson', () => {
-  it.each(values)('%s', (_name, input, expected) => {
+  it.each(BSON_VALUES)('%s', (_name, input, expected) => {
     expect(valueJson(input)).toBe(expected);
   });
 
   it('is valid JSON that means the same value', () => {
-    for (const [, input, expected] of values) {
+    for (const [, input, expected] of BSON_VALUES) {
       expect(() => JSON.parse(valueJson(input))).not.toThrow();
       expect(valueJson(input)).toBe(expected);
     }
@@ -212,13 +130,7 @@ describe('object keys per dialect', () => {
 });
 
 describe('real sample documents', () => {
-  const files = fs
-    .readdirSync(new URL('../fixtures/', import.meta.url))
-    .filter((f) => f.endsWith('.jsonl'));
-
-  it.each(files)('%s converts losslessly to JSON', (file) => {
-    const text = fs.readFileSync(new URL(`../fixtures/${file}`, import.meta.url), 'utf8');
-    const lines = text.split('\n').filter(Boolean);
+  it.each(sampleFiles())('%s converts losslessly to JSON', (_file, lines) => {
     for (const line of lines) {
       const doc = EJSON.parse(line, { relaxed: false });
       const text = rowJson(doc, crateDialect.objectKey);
