@@ -191,6 +191,12 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
       ).env('METRICS_PORT'),
     )
     .addOption(
+      new Option(
+        '--mongodb-start-timeout <duration>',
+        'at start, how long to wait for an unreachable MongoDB, e.g. 5m (default: until stopped)',
+      ).env('MONGODB_START_TIMEOUT'),
+    )
+    .addOption(
       new Option('--progress-interval <seconds>', 'seconds between progress lines on stderr')
         .default('5')
         .env('PROGRESS_INTERVAL'),

@@ -42,6 +42,8 @@ export interface RelaySettings extends SourceSettings, TargetSettings {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Port of /metrics and /healthz; null: no HTTP server. */
   metricsPort: number | null;
+  /** How long an unreachable MongoDB is waited for at start; null until stopped. */
+  mongodbStartTimeoutMs: number | null;
 }
 
 type Raw = Record<string, unknown>;
@@ -188,6 +190,10 @@ export function relaySettings(raw: Raw): RelaySettings {
     progressIntervalMs: positiveInt(raw, 'progressInterval', '--progress-interval') * 1000,
     logLevel: raw.logLevel as RelaySettings['logLevel'],
     metricsPort: raw.metricsPort === undefined ? null : port(raw.metricsPort, '--metrics-port'),
+    mongodbStartTimeoutMs:
+      raw.mongodbStartTimeout === undefined
+        ? null
+        : parseDuration(String(raw.mongodbStartTimeout), '--mongodb-start-timeout'),
   };
 }
 

@@ -1,10 +1,12 @@
 // `relay cdc-relay`: keep target tables in step with MongoDB collections until stopped.
+import type { MongoClient } from 'mongodb';
 import type { RelaySettings } from '../config.js';
 import { defaultStreamId } from '../config.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
 import { serveMetrics } from '../metrics.js';
-import { connectMongo } from '../mongo/connect.js';
+import { cannotConnect, mongoClient, openMongo } from '../mongo/connect.js';
+import { isTransientMongoError } from '../mongo/errors.js';
 import { onStopSignal } from '../signals.js';
 import { Relay } from '../relay/pipeline.js';
 import { startProgress } from '../stats.js';
@@ -23,7 +25,7 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
   const target = await connectTarget(settings.targetUrl, settings.dialect);
   let client;
   try {
-    client = await connectMongo(settings.mongodbUrl, { requireChangeStreams: true });
+    client = mongoClient(settings.mongodbUrl);
   } catch (error) {
     await target.close();
     throw error;
@@ -77,7 +79,6 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
     (line) => log.info(line),
     settings.progressIntervalMs,
   );
-  log.info(`relay ${streamId}: ${target.dialect.name} target, schema ${schema}`);
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | null = null;
   try {
     if (settings.metricsPort !== null) {
@@ -93,6 +94,11 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
       log.info(`metrics on http://0.0.0.0:${metricsServer.port}/metrics, health on /healthz`);
     }
     run.onStart?.(relay);
+    if (!(await connectSource(relay, client, settings, controller.signal))) {
+      log.info('stopped before MongoDB answered; nothing was read or written');
+      return relay;
+    }
+    log.info(`relay ${streamId}: ${target.dialect.name} target, schema ${schema}`);
     await relay.run(controller.signal);
     log.info(
       `stopped; ${relay.stats.eventsWritten} events and ${relay.stats.snapshotDocs} snapshot documents written`,
@@ -104,5 +110,28 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
     releaseSignals();
     await client.close().catch(() => {});
     await target.close().catch(() => {});
+  }
+}
+
+/**
+ * MongoDB at start: waited for while unreachable (README: MongoDB unreachable at start), up to
+ * --mongodb-start-timeout; a refusal ends the relay at once. False when stopped first.
+ */
+async function connectSource(
+  relay: Relay,
+  client: MongoClient,
+  settings: RelaySettings,
+  signal: AbortSignal,
+): Promise<boolean> {
+  const { mongodbUrl: url, mongodbStartTimeoutMs: timeoutMs } = settings;
+  const started = Date.now();
+  try {
+    return await relay.connect(() => openMongo(client, url, true), timeoutMs, signal);
+  } catch (error) {
+    // A transient error thrown means the wait ran out.
+    const gaveUp = isTransientMongoError(error)
+      ? `; gave up after ${((Date.now() - started) / 1000).toFixed(1)}s (--mongodb-start-timeout)`
+      : '';
+    throw cannotConnect(url, error, gaveUp);
   }
 }

@@ -1,4 +1,6 @@
-// Connecting to MongoDB, failing fast with one sentence when it is unreachable or cannot stream.
+// Connecting to MongoDB: a URL the driver cannot read, a server that cannot stream or refuses the
+// credentials fail at once with one sentence; an unreachable one is for the caller to wait for
+// (cdc-relay) or to report (the one-shot commands).
 import { MongoClient } from 'mongodb';
 import { ConfigError, RelayError, errorMessage } from '../errors.js';
 import { redact } from '../log.js';
@@ -17,34 +19,55 @@ export interface ConnectOptions {
   serverSelectionTimeoutMS?: number;
 }
 
-export async function connectMongo(url: string, options: ConnectOptions): Promise<MongoClient> {
-  let client: MongoClient;
+/** A client for `url`, not connected yet; a URL the driver cannot read is bad input. */
+export function mongoClient(url: string, serverSelectionTimeoutMS = 10_000): MongoClient {
   try {
     // A timeout written in the URL wins; otherwise fail within seconds, not the driver's 30.
     const timeoutInUrl = /[?&]serverSelectionTimeoutMS=/i.test(url);
-    client = new MongoClient(url, {
+    return new MongoClient(url, {
       appName: 'relay',
-      ...(timeoutInUrl
-        ? {}
-        : { serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? 10_000 }),
+      ...(timeoutInUrl ? {} : { serverSelectionTimeoutMS }),
     });
   } catch (error) {
     throw new ConfigError(
       `--mongodb-url ${redact(url)} is not a valid MongoDB connection string: ${errorMessage(error)}`,
     );
   }
+}
+
+/**
+ * Connects `client` and checks that the server can stream when asked to. Fails with the driver's
+ * error as it is (so a caller can tell an unreachable server from a refusal), or a sentence for a
+ * standalone server.
+ */
+export async function openMongo(
+  client: MongoClient,
+  url: string,
+  requireChangeStreams: boolean,
+): Promise<void> {
+  await client.connect();
+  const hello = await client.db('admin').command({ hello: 1 });
+  if (requireChangeStreams && !hello.setName && hello.msg !== 'isdbgrid') {
+    throw standaloneError(redact(url));
+  }
+}
+
+/** A failure to connect to MongoDB at `url` as one sentence (ours stay as they are). */
+export function cannotConnect(url: string, error: unknown, detail = ''): RelayError {
+  if (error instanceof RelayError) return error;
+  return new RelayError(`cannot reach MongoDB at ${redact(url)}: ${errorMessage(error)}${detail}`, {
+    cause: error,
+  });
+}
+
+/** A connected client, or one sentence why not: for commands that run once. */
+export async function connectMongo(url: string, options: ConnectOptions): Promise<MongoClient> {
+  const client = mongoClient(url, options.serverSelectionTimeoutMS);
   try {
-    await client.connect();
-    const hello = await client.db('admin').command({ hello: 1 });
-    if (options.requireChangeStreams && !hello.setName && hello.msg !== 'isdbgrid') {
-      throw standaloneError(redact(url));
-    }
+    await openMongo(client, url, options.requireChangeStreams);
     return client;
   } catch (error) {
     await client.close().catch(() => {});
-    if (error instanceof RelayError) throw error;
-    throw new RelayError(`cannot reach MongoDB at ${redact(url)}: ${errorMessage(error)}`, {
-      cause: error,
-    });
+    throw cannotConnect(url, error);
   }
 }

@@ -4,8 +4,10 @@
 import type { MongoClient } from 'mongodb';
 import type { Logger } from '../log.js';
 import { RelayMetrics, type Health } from '../metrics.js';
+import { isTransientMongoError } from '../mongo/errors.js';
 import { listCollections } from '../mongo/snapshot.js';
 import { currentPosition } from '../mongo/source.js';
+import { withRetry } from '../retry.js';
 import { RelayStats } from '../stats.js';
 import type { TargetWriter } from '../target/writer.js';
 import { RelayContext, type RelayOptions } from './context.js';
@@ -36,6 +38,40 @@ export class Relay {
 
   health(): Promise<Health> {
     return this.ctx.health.check();
+  }
+
+  /**
+   * Connects to MongoDB (`open`) before the relay runs. While MongoDB is unreachable (not started
+   * yet, restarting, a network cut: a server selection or network error) it waits and tries again
+   * with backoff, as in an outage later: one warning, /healthz 503, relay_outages_total and
+   * relay_retries_total{side="mongodb"}; for `timeoutMs` at most (null: until stopped), after
+   * which the last error is thrown. Any other error (credentials refused, a standalone server) is
+   * thrown at once. False when `signal` aborts first.
+   */
+  async connect(
+    open: () => Promise<void>,
+    timeoutMs: number | null,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    const { ctx } = this;
+    if (signal.aborted) return false;
+    ctx.health.phase = 'connecting';
+    const started = Date.now();
+    const connected = withRetry(open, {
+      what: 'MongoDB',
+      isTransient: (error) =>
+        isTransientMongoError(error) && (timeoutMs === null || Date.now() - started < timeoutMs),
+      log: ctx.log,
+      signal,
+      ...ctx.health.retrying('mongodb'),
+    }).then(() => true);
+    // A stop ends the wait at once; the try in flight (up to a server selection timeout) is
+    // dropped, and the caller closes the client.
+    connected.catch(() => {});
+    const stopped = new Promise<false>((resolve) =>
+      signal.addEventListener('abort', () => resolve(false), { once: true }),
+    );
+    return Promise.race([connected, stopped]);
   }
 
   /** Runs until `signal` aborts (after the batch in flight is written) or a fatal error. */

@@ -339,7 +339,7 @@ describe('bad input', () => {
     }
   });
 
-  it('says when MongoDB or the target cannot be reached', async () => {
+  it('says when MongoDB (after --mongodb-start-timeout) or the target cannot be reached', async () => {
     const port = await freePort();
     const noMongo = await runCli([
       'cdc-relay',
@@ -349,9 +349,13 @@ describe('bad input', () => {
       'x',
       '--target-url',
       target.url,
+      '--mongodb-start-timeout',
+      '1s',
     ]);
     expect(noMongo.code).toBe(1);
-    expect(noMongo.stderr).toMatch(/^relay: cannot reach MongoDB at mongodb:\/\/127\.0\.0\.1:\d+/m);
+    expect(noMongo.stderr).toMatch(
+      /^relay: cannot reach MongoDB at mongodb:\/\/127\.0\.0\.1:\d+\/\S*: .*; gave up after \d+\.\ds \(--mongodb-start-timeout\)$/m,
+    );
     const noTarget = await runCli([
       'cdc-relay',
       '--mongodb-url',
@@ -366,6 +370,35 @@ describe('bad input', () => {
       /^relay: cannot reach the target at postgresql:\/\/u:\*\*\*@127\.0\.0\.1/m,
     );
     expect(noTarget.stderr).not.toMatch(/secret/);
+  });
+
+  it('waits for a MongoDB unreachable at start until stopped, and exits 0 at once on SIGTERM', async () => {
+    const port = await freePort();
+    const relay = spawnRelay([
+      'cdc-relay',
+      '--mongodb-url',
+      `mongodb://127.0.0.1:${port}/?serverSelectionTimeoutMS=300`,
+      '--database',
+      'x',
+      '--target-url',
+      target.url,
+      '--schema',
+      target.schema,
+      '--log-level',
+      'debug',
+    ]);
+    try {
+      await relay.waitForOutput(/MongoDB unavailable \(.*\); retrying with backoff/);
+      // Several tries later it still waits: no deadline without --mongodb-start-timeout.
+      await relay.waitForOutput(/MongoDB still unavailable[\s\S]*MongoDB still unavailable/);
+      expect(relay.child.exitCode).toBeNull();
+    } finally {
+      relay.child.kill('SIGTERM');
+    }
+    const stoppedAt = Date.now();
+    expect(await relay.exited).toBe(0);
+    expect(Date.now() - stoppedAt).toBeLessThan(5_000);
+    expect(relay.output()).toMatch(/stopped before MongoDB answered; nothing was read or written/);
   });
 
   it('refuses a wrong dialect, bad filters and numbers, writing nothing', async () => {

@@ -64,8 +64,7 @@ async function killMidway(args: string[], written: () => Promise<number>, enough
  * Waits until the restarted relay has resumed from its checkpoint, before comparing table and
  * collection: each comparison reads every 2 MB document from the harness, which runs in this
  * process, and on a loaded machine that kept the harness from answering the relay's first
- * server selection within its 10 s, which ends a relay at start (an unreachable MongoDB is bad
- * input then).
+ * server selection within its 10 s, and the relay then waits for it and tries again.
  */
 async function untilStarted(relay: ReturnType<typeof spawnRelay>) {
   await relay.waitForOutput(/resuming from checkpoint/, 60_000);

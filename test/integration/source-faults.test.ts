@@ -8,6 +8,7 @@ import {
   expectConverges,
   query,
   relayArgs,
+  spawnRelay,
   startRelay,
   tableRows,
   client,
@@ -219,6 +220,61 @@ describe.runIf(!process.env.TEST_MONGODB_URL)(
       expect(await metric(port, outages)).toBe(1);
       expect((await stopRunning(relay)).eventsWritten).toBe(200);
     }, 150_000);
+
+    it('waits for a MongoDB unreachable at start, with a checkpoint stored, then resumes from it', async () => {
+      const database = mongo.database('late');
+      const coll = client.db(database).collection('late');
+      await client.db(database).createCollection('late');
+      const port = await freePort();
+      const args = relayArgs(
+        servers,
+        database,
+        '--collection',
+        'late',
+        '--metrics-port',
+        String(port),
+      );
+      // A relay that stored its checkpoint, started again while MongoDB is not there (as an
+      // orchestrator restarts a stopped pod before MongoDB is back).
+      const first = await startRelay(args);
+      await writeEvents(coll, 0, 20);
+      await expectConverges(coll, target, 'late');
+      await stopRunning(first);
+      await mongo.harness!.stop();
+      onTestFinished(() => mongo.harness!.start());
+      const relay = spawnRelay(['cdc-relay', ...args]);
+      onTestFinished(() => {
+        relay.child.kill('SIGKILL');
+      });
+      const waiting = await waitFor(
+        async () => {
+          const r = await healthz(port);
+          return r.status === 503 ? r : null;
+        },
+        'unhealthy while MongoDB is not there',
+        30_000,
+      );
+      expect(waiting.body.phase).toBe('connecting');
+      // The first try fails after the driver's server selection timeout (10 s).
+      await relay.waitForOutput(/MongoDB unavailable \(.*\); retrying with backoff/, 30_000);
+      expect((await healthz(port)).body.reason).toMatch(/^mongodb unavailable for [\d.]+s$/);
+      expect(await metric(port, outages)).toBe(1);
+      await waitFor(
+        async () => (await metric(port, 'relay_retries_total{side="mongodb"}')) >= 1,
+        'a retry counted',
+        30_000,
+      );
+      expect(relay.child.exitCode).toBeNull();
+      await mongo.harness!.start();
+      await relay.waitForOutput(/MongoDB is back after [\d.]+s/, 30_000);
+      await relay.waitForOutput(/resuming from checkpoint/);
+      await writeEvents(coll, 20, 20);
+      await expectConverges(coll, target, 'late', 60_000);
+      await waitFor(async () => (await healthz(port)).status === 200, 'healthy', 30_000);
+      relay.child.kill('SIGTERM');
+      expect(await relay.exited).toBe(0);
+      expect(relay.output()).toMatch(/stopped; 40 events and 0 snapshot documents written/);
+    }, 120_000);
 
     it('leaves nothing behind: a relay started next in the same process copies and streams', async () => {
       const database = mongo.database('after');

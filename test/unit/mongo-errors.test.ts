@@ -3,13 +3,21 @@
 // (notes/mongodb-wire-protocol.md §6; server error_codes.yml, resume_token.cpp,
 // document_source_change_stream_*.cpp).
 import { describe, expect, it } from 'vitest';
-import { MongoNetworkError, MongoServerError } from 'mongodb';
+import {
+  MongoNetworkError,
+  MongoServerError,
+  MongoServerSelectionError,
+  type TopologyDescription,
+} from 'mongodb';
 import { ConfigError, RelayError, TransientError } from '../../src/errors.js';
 import { explainMongoError, isTransientMongoError } from '../../src/mongo/errors.js';
 
 function serverError(code: number, errmsg: string, errorLabels: string[] = []): MongoServerError {
   return new MongoServerError({ ok: 0, code, errmsg, errorLabels });
 }
+
+/** The driver's view when no server answers: one of an unknown type. */
+const noServer = { type: 'Unknown', servers: new Map() } as unknown as TopologyDescription;
 
 describe('isTransientMongoError', () => {
   it.each([
@@ -21,6 +29,15 @@ describe('isTransientMongoError', () => {
     ['a killed query plan', serverError(175, 'x'), true],
     ['a network error', new MongoNetworkError('connection 3 closed'), true],
     ['EPIPE from a closed socket', Object.assign(new Error('ended'), { code: 'EPIPE' }), true],
+    // What connecting to a server that is down or not started yet fails with: waited for at start.
+    [
+      'no server selected',
+      new MongoServerSelectionError('connect ECONNREFUSED 127.0.0.1:27017', noServer),
+      true,
+    ],
+    // Credentials refused (error_codes.yml AuthenticationFailed, Unauthorized): no wait helps.
+    ['authentication failed', serverError(18, 'Authentication failed.'), false],
+    ['not authorized', serverError(13, 'not authorized on admin to execute command'), false],
     ['lost history', serverError(286, 'x'), false],
     ['a bad stage', serverError(40324, 'x'), false],
     ['an event over 16 MB', serverError(10334, 'x'), false],
