@@ -197,6 +197,12 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
       ).env('MONGODB_START_TIMEOUT'),
     )
     .addOption(
+      new Option(
+        '--target-start-timeout <duration>',
+        'at start, how long to wait for an unreachable target, e.g. 5m (default: until stopped)',
+      ).env('TARGET_START_TIMEOUT'),
+    )
+    .addOption(
       new Option('--progress-interval <seconds>', 'seconds between progress lines on stderr')
         .default('5')
         .env('PROGRESS_INTERVAL'),

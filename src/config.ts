@@ -44,6 +44,8 @@ export interface RelaySettings extends SourceSettings, TargetSettings {
   metricsPort: number | null;
   /** How long an unreachable MongoDB is waited for at start; null until stopped. */
   mongodbStartTimeoutMs: number | null;
+  /** How long an unreachable target is waited for at start; null until stopped. */
+  targetStartTimeoutMs: number | null;
 }
 
 type Raw = Record<string, unknown>;
@@ -194,6 +196,10 @@ export function relaySettings(raw: Raw): RelaySettings {
       raw.mongodbStartTimeout === undefined
         ? null
         : parseDuration(String(raw.mongodbStartTimeout), '--mongodb-start-timeout'),
+    targetStartTimeoutMs:
+      raw.targetStartTimeout === undefined
+        ? null
+        : parseDuration(String(raw.targetStartTimeout), '--target-start-timeout'),
   };
 }
 

@@ -1,5 +1,4 @@
 // `relay cdc-relay`: keep target tables in step with MongoDB collections until stopped.
-import type { MongoClient } from 'mongodb';
 import type { RelaySettings } from '../config.js';
 import { defaultStreamId } from '../config.js';
 import { ConfigError, errorMessage } from '../errors.js';
@@ -10,40 +9,32 @@ import { isTransientMongoError } from '../mongo/errors.js';
 import { onStopSignal } from '../signals.js';
 import { Relay } from '../relay/pipeline.js';
 import { startProgress } from '../stats.js';
-import { connectTarget } from '../target/connect.js';
-import { TargetWriter } from '../target/writer.js';
+import type { Side } from '../relay/health.js';
+import { cannotReachTarget, targetDb } from '../target/connect.js';
+import { resolveDialect, type Dialect } from '../target/dialect.js';
+import { classifyTargetError } from '../target/errors.js';
+import { TargetWriter, type AnyDb } from '../target/writer.js';
 
 export interface RunOptions {
   /** Stops the relay (after the batch in flight); by default SIGINT and SIGTERM do. */
   signal?: AbortSignal;
-  /** Called with the relay once it is connected, before it starts. */
+  /** Called with the relay before it connects: its metrics and health are live from then. */
   onStart?(relay: Relay): void;
 }
 
 export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): Promise<Relay> {
   const log = createLogger(settings.logLevel);
-  const target = await connectTarget(settings.targetUrl, settings.dialect);
+  const db = targetDb(settings.targetUrl);
   let client;
   try {
     client = mongoClient(settings.mongodbUrl);
   } catch (error) {
-    await target.close();
+    await db.destroy();
     throw error;
   }
-  const schema = settings.schema ?? target.dialect.defaultSchema;
-  const streamId = settings.streamId ?? defaultStreamId(settings, schema);
-  const writer = new TargetWriter(target.db, target.dialect, {
-    schema,
-    streamId,
-    onError: settings.onError,
-    objectPolicy: settings.objectPolicy,
-    tableFor: (collection) => settings.table ?? target.dialect.tableName(collection),
-    // Stored rows read back for patches come in groups the size of a batch.
-    lookupBytes: Math.max(1, Math.floor(settings.batchBytes / 2)),
-  });
   const relay = new Relay(
     client,
-    writer,
+    db,
     {
       database: settings.database,
       collections: settings.collections,
@@ -94,12 +85,24 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
       log.info(`metrics on http://0.0.0.0:${metricsServer.port}/metrics, health on /healthz`);
     }
     run.onStart?.(relay);
-    if (!(await connectSource(relay, client, settings, controller.signal))) {
-      log.info('stopped before MongoDB answered; nothing was read or written');
-      return relay;
+    // The target first: its dialect names the stream (default schema) and shapes the writer.
+    let dialect: Dialect | undefined;
+    const target = async () => {
+      dialect = await resolveDialect(db, settings.dialect);
+    };
+    for (const [side, open] of [
+      ['target', target],
+      ['mongodb', () => openMongo(client, settings.mongodbUrl, true)],
+    ] as const) {
+      if (!(await connectAtStart(relay, side, open, settings, controller.signal))) {
+        log.info(`stopped before ${SIDES[side].name} answered; nothing was read or written`);
+        return relay;
+      }
     }
-    log.info(`relay ${streamId}: ${target.dialect.name} target, schema ${schema}`);
-    await relay.run(controller.signal);
+    const writer = relayWriter(db, dialect!, settings);
+    const { schema, streamId } = writer.options;
+    log.info(`relay ${streamId}: ${dialect!.name} target, schema ${schema}`);
+    await relay.run(writer, controller.signal);
     log.info(
       `stopped; ${relay.stats.eventsWritten} events and ${relay.stats.snapshotDocs} snapshot documents written`,
     );
@@ -109,29 +112,67 @@ export async function cdcRelay(settings: RelaySettings, run: RunOptions = {}): P
     await metricsServer?.close();
     releaseSignals();
     await client.close().catch(() => {});
-    await target.close().catch(() => {});
+    await db.destroy().catch(() => {});
   }
 }
 
+function relayWriter(db: AnyDb, dialect: Dialect, settings: RelaySettings): TargetWriter {
+  const schema = settings.schema ?? dialect.defaultSchema;
+  return new TargetWriter(db, dialect, {
+    schema,
+    streamId: settings.streamId ?? defaultStreamId(settings, schema),
+    onError: settings.onError,
+    objectPolicy: settings.objectPolicy,
+    tableFor: (collection) => settings.table ?? dialect.tableName(collection),
+    // Stored rows read back for patches come in groups the size of a batch.
+    lookupBytes: Math.max(1, Math.floor(settings.batchBytes / 2)),
+  });
+}
+
+/** What differs between the two sides waited for at start. */
+const SIDES = {
+  target: {
+    name: 'the target',
+    option: '--target-start-timeout',
+    isTransient: (error: unknown) => classifyTargetError(error).kind === 'transient',
+    url: (s: RelaySettings) => s.targetUrl,
+    timeoutMs: (s: RelaySettings) => s.targetStartTimeoutMs,
+    cannotReach: cannotReachTarget,
+  },
+  mongodb: {
+    name: 'MongoDB',
+    option: '--mongodb-start-timeout',
+    isTransient: isTransientMongoError,
+    url: (s: RelaySettings) => s.mongodbUrl,
+    timeoutMs: (s: RelaySettings) => s.mongodbStartTimeoutMs,
+    cannotReach: cannotConnect,
+  },
+} satisfies Record<Side, unknown>;
+
 /**
- * MongoDB at start: waited for while unreachable (README: MongoDB unreachable at start), up to
- * --mongodb-start-timeout; a refusal ends the relay at once. False when stopped first.
+ * One side at start: waited for while unreachable (README: A server unreachable at start), up to
+ * its start timeout; a refusal ends the relay at once. False when stopped first.
  */
-async function connectSource(
+async function connectAtStart(
   relay: Relay,
-  client: MongoClient,
+  side: Side,
+  open: () => Promise<void>,
   settings: RelaySettings,
   signal: AbortSignal,
 ): Promise<boolean> {
-  const { mongodbUrl: url, mongodbStartTimeoutMs: timeoutMs } = settings;
+  const { isTransient, option, cannotReach } = SIDES[side];
   const started = Date.now();
   try {
-    return await relay.connect(() => openMongo(client, url, true), timeoutMs, signal);
+    return await relay.connect(
+      open,
+      { side, isTransient, timeoutMs: SIDES[side].timeoutMs(settings) },
+      signal,
+    );
   } catch (error) {
     // A transient error thrown means the wait ran out.
-    const gaveUp = isTransientMongoError(error)
-      ? `; gave up after ${((Date.now() - started) / 1000).toFixed(1)}s (--mongodb-start-timeout)`
+    const gaveUp = isTransient(error)
+      ? `; gave up after ${((Date.now() - started) / 1000).toFixed(1)}s (${option})`
       : '';
-    throw cannotConnect(url, error, gaveUp);
+    throw cannotReach(SIDES[side].url(settings), error, gaveUp);
   }
 }

@@ -4,69 +4,77 @@
 import type { MongoClient } from 'mongodb';
 import type { Logger } from '../log.js';
 import { RelayMetrics, type Health } from '../metrics.js';
-import { isTransientMongoError } from '../mongo/errors.js';
 import { listCollections } from '../mongo/snapshot.js';
 import { currentPosition } from '../mongo/source.js';
 import { withRetry } from '../retry.js';
 import { RelayStats } from '../stats.js';
-import type { TargetWriter } from '../target/writer.js';
+import type { AnyDb, TargetWriter } from '../target/writer.js';
 import { RelayContext, type RelayOptions } from './context.js';
 import { copySnapshot, type SnapshotProgress } from './copy.js';
-import { RelayHealth } from './health.js';
+import { RelayHealth, type Side } from './health.js';
 import { streamChanges } from './stream.js';
 
 export type { OnDrop, RelayOptions, SnapshotMode } from './context.js';
 
+/** How to wait for one side at start: which errors mean "not there yet", and for how long. */
+export interface StartWait {
+  side: Side;
+  isTransient(error: unknown): boolean;
+  /** Null: until stopped. */
+  timeoutMs: number | null;
+}
+
 export class Relay {
   readonly stats = new RelayStats();
   readonly metrics = new RelayMetrics(this.stats);
-  private readonly ctx: RelayContext;
+  private readonly monitor: RelayHealth;
   private markReady!: () => void;
   /** Settles once the start position is fixed: every later source write will be relayed. */
   readonly ready = new Promise<void>((resolve) => (this.markReady = resolve));
 
-  constructor(client: MongoClient, writer: TargetWriter, options: RelayOptions, log: Logger) {
-    const health = new RelayHealth(this.metrics, this.stats, writer.db, client);
-    this.ctx = new RelayContext(client, writer, options, log, this.stats, this.metrics, health);
+  /** `db` is the target's, not connected yet: the writer comes to `run` once it is. */
+  constructor(
+    private readonly client: MongoClient,
+    db: AnyDb,
+    private readonly options: RelayOptions,
+    private readonly log: Logger,
+  ) {
+    this.monitor = new RelayHealth(this.metrics, this.stats, db, client);
   }
 
   /** What the relay is doing now, for progress lines. */
   get status(): string {
-    const { database, collections } = this.ctx.options;
-    return `${this.ctx.health.phase} ${database}${collections ? `.${collections.join(',')}` : ''}`;
+    const { database, collections } = this.options;
+    return `${this.monitor.phase} ${database}${collections ? `.${collections.join(',')}` : ''}`;
   }
 
   health(): Promise<Health> {
-    return this.ctx.health.check();
+    return this.monitor.check();
   }
 
   /**
-   * Connects to MongoDB (`open`) before the relay runs. While MongoDB is unreachable (not started
-   * yet, restarting, a network cut: a server selection or network error) it waits and tries again
-   * with backoff, as in an outage later: one warning, /healthz 503, relay_outages_total and
-   * relay_retries_total{side="mongodb"}; for `timeoutMs` at most (null: until stopped), after
-   * which the last error is thrown. Any other error (credentials refused, a standalone server) is
-   * thrown at once. False when `signal` aborts first.
+   * Connects to one side (`open`) before the relay runs. While it is unreachable (not started
+   * yet, restarting, a network cut: `wait.isTransient`) it waits and tries again with backoff, as
+   * in an outage later: one warning, /healthz 503, relay_outages_total and
+   * relay_retries_total{side}; for `wait.timeoutMs` at most (null: until stopped), after which
+   * the last error is thrown. Any other error (credentials refused, a standalone server, a
+   * database that does not exist) is thrown at once. False when `signal` aborts first.
    */
-  async connect(
-    open: () => Promise<void>,
-    timeoutMs: number | null,
-    signal: AbortSignal,
-  ): Promise<boolean> {
-    const { ctx } = this;
+  async connect(open: () => Promise<void>, wait: StartWait, signal: AbortSignal): Promise<boolean> {
     if (signal.aborted) return false;
-    ctx.health.phase = 'connecting';
+    this.monitor.phase = 'connecting';
     const started = Date.now();
+    const { timeoutMs } = wait;
     const connected = withRetry(open, {
-      what: 'MongoDB',
+      what: wait.side === 'mongodb' ? 'MongoDB' : 'target',
       isTransient: (error) =>
-        isTransientMongoError(error) && (timeoutMs === null || Date.now() - started < timeoutMs),
-      log: ctx.log,
+        wait.isTransient(error) && (timeoutMs === null || Date.now() - started < timeoutMs),
+      log: this.log,
       signal,
-      ...ctx.health.retrying('mongodb'),
+      ...this.monitor.retrying(wait.side),
     }).then(() => true);
-    // A stop ends the wait at once; the try in flight (up to a server selection timeout) is
-    // dropped, and the caller closes the client.
+    // A stop ends the wait at once; the try in flight (up to a connection timeout) is dropped,
+    // and the caller closes the client.
     connected.catch(() => {});
     const stopped = new Promise<false>((resolve) =>
       signal.addEventListener('abort', () => resolve(false), { once: true }),
@@ -75,9 +83,17 @@ export class Relay {
   }
 
   /** Runs until `signal` aborts (after the batch in flight is written) or a fatal error. */
-  async run(signal: AbortSignal): Promise<void> {
-    const { ctx } = this;
-    const { client, writer, log } = ctx;
+  async run(writer: TargetWriter, signal: AbortSignal): Promise<void> {
+    const { client, log } = this;
+    const ctx = new RelayContext(
+      client,
+      writer,
+      this.options,
+      log,
+      this.stats,
+      this.metrics,
+      this.monitor,
+    );
     const { database, collections, snapshot } = ctx.options;
     ctx.collections =
       collections ??
@@ -118,11 +134,11 @@ export class Relay {
    * misspelt.
    */
   private async warnMissing(collections: string[]): Promise<void> {
-    const { database } = this.ctx.options;
-    const existing = new Set(await listCollections(this.ctx.client, database));
+    const { database } = this.options;
+    const existing = new Set(await listCollections(this.client, database));
     const missing = collections.filter((c) => !existing.has(c));
     if (missing.length === 0) return;
-    this.ctx.log.warn(
+    this.log.warn(
       `collection ${missing.map((c) => `${database}.${c}`).join(', ')} does not exist yet; waiting for it (nothing to copy, its first write will be relayed). If that is not expected, check --database and --collection`,
     );
   }

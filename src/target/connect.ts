@@ -24,10 +24,11 @@ export const jsonAsText = ((oid: number, format?: 'text' | 'binary') =>
     ? (value: string) => value
     : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser;
 
-export async function connectTarget(
-  url: string,
-  wanted: DialectName | 'auto',
-): Promise<TargetConnection> {
+/**
+ * A pool for `url`, not connected yet; a URL that is not postgresql:// is bad input. Closed with
+ * `db.destroy()`.
+ */
+export function targetDb(url: string): AnyDb {
   if (!/^postgres(ql)?:\/\//.test(url)) {
     throw new ConfigError(
       `--target-url must be a postgresql:// URL (CrateDB: postgresql://crate@host:5432/doc), not ${redact(url)}`,
@@ -44,15 +45,29 @@ export async function connectTarget(
   // probe) emits 'error' on itself, and its next query fails as a transient error and is retried.
   pool.on('error', () => {});
   pool.on('connect', (client) => client.on('error', () => {}));
-  const db: AnyDb = new Kysely({ dialect: new PostgresDialect({ pool }) });
+  return new Kysely({ dialect: new PostgresDialect({ pool }) });
+}
+
+/** A failure to connect to the target at `url` as one sentence (ours stay as they are). */
+export function cannotReachTarget(url: string, error: unknown, detail = ''): RelayError {
+  if (error instanceof RelayError) return error;
+  return new RelayError(
+    `cannot reach the target at ${redact(url)}: ${errorMessage(error)}${detail}`,
+    { cause: error },
+  );
+}
+
+/** A connected target and its dialect, or one sentence why not: for commands that run once. */
+export async function connectTarget(
+  url: string,
+  wanted: DialectName | 'auto',
+): Promise<TargetConnection> {
+  const db = targetDb(url);
   try {
     const dialect = await resolveDialect(db, wanted);
     return { db, dialect, close: () => db.destroy() };
   } catch (error) {
     await db.destroy().catch(() => {});
-    if (error instanceof RelayError) throw error;
-    throw new RelayError(`cannot reach the target at ${redact(url)}: ${errorMessage(error)}`, {
-      cause: error,
-    });
+    throw cannotReachTarget(url, error);
   }
 }

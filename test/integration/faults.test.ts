@@ -5,7 +5,7 @@ import { ObjectId, type Collection, type Document } from 'mongodb';
 import { EJSON } from 'bson';
 import { MongoHarness } from '../support/mongo/index.js';
 import { freePort } from '../support/postgres.js';
-import { canStopTarget, refusals, startOwnTarget } from '../support/target.js';
+import { canStopTarget, refusals, runTarget, startOwnTarget } from '../support/target.js';
 import {
   expectConverges,
   query,
@@ -364,13 +364,48 @@ describe('bad input', () => {
       'x',
       '--target-url',
       `postgresql://u:secret@127.0.0.1:${port}/db`,
+      '--target-start-timeout',
+      '1s',
     ]);
     expect(noTarget.code).toBe(1);
     expect(noTarget.stderr).toMatch(
-      /^relay: cannot reach the target at postgresql:\/\/u:\*\*\*@127\.0\.0\.1/m,
+      /^relay: cannot reach the target at postgresql:\/\/u:\*\*\*@127\.0\.0\.1:\d+\/db: .*ECONNREFUSED.*; gave up after \d+\.\ds \(--target-start-timeout\)$/m,
     );
     expect(noTarget.stderr).not.toMatch(/secret/);
   });
+
+  // The embedded PostgreSQL checks passwords and database names; the CrateDB harness, like a
+  // CrateDB with trust authentication, takes any.
+  it.runIf(runTarget().dialect === 'postgres' && !runTarget().external)(
+    'gives up at once, with no start timeout, when the target refuses the password or the database',
+    async () => {
+      const wrongPassword = new URL(target.url);
+      wrongPassword.password = 'wrong';
+      const noDatabase = new URL(target.url);
+      noDatabase.pathname = '/no_such_database';
+      for (const [url, error] of [
+        [wrongPassword, /password authentication failed/],
+        [noDatabase, /database "no_such_database" does not exist/],
+      ] as const) {
+        const started = Date.now();
+        const result = await runCli([
+          'cdc-relay',
+          '--mongodb-url',
+          mongo.url,
+          '--database',
+          'x',
+          '--target-url',
+          url.toString(),
+        ]);
+        expect(result.code).toBe(1);
+        expect(result.stderr.trim().split('\n')).toHaveLength(1);
+        expect(result.stderr).toMatch(/^relay: cannot reach the target at postgresql:/);
+        expect(result.stderr).toMatch(error);
+        expect(result.stderr).not.toMatch(/gave up/);
+        expect(Date.now() - started).toBeLessThan(20_000);
+      }
+    },
+  );
 
   it('waits for a MongoDB unreachable at start until stopped, and exits 0 at once on SIGTERM', async () => {
     const port = await freePort();

@@ -133,6 +133,61 @@ describe('metrics and health', () => {
     },
     60_000,
   );
+  it.runIf(canStopTarget())(
+    'waits for a target unreachable at start (503 connecting, an outage counted), then relays',
+    async () => {
+      const own = await startOwnTarget();
+      try {
+        const database = mongo.database('late_target');
+        const coll = client.db(database).collection('t');
+        await coll.insertOne({ _id: 1 as never });
+        const port = await freePort();
+        // An orchestrator starting the relay before the target, as before MongoDB.
+        await own.down();
+        const starting = startRelay(
+          relayArgs(
+            servers,
+            database,
+            '--collection',
+            't',
+            '--metrics-port',
+            String(port),
+            '--target-url',
+            own.url,
+            '--schema',
+            own.schema,
+          ),
+        );
+        const waiting = await waitFor(async () => {
+          const r = await get(port, '/healthz').catch(() => null);
+          return r?.status === 503 ? r : null;
+        }, 'unhealthy while the target is not there');
+        expect(JSON.parse(waiting.body)).toMatchObject({ ok: false, phase: 'connecting' });
+        await waitFor(async () => {
+          const text = (await get(port, '/metrics')).body;
+          return (metric(text, 'relay_retries_total', 'side="target"') ?? 0) >= 1;
+        }, 'a retry of the target counted');
+        const text = (await get(port, '/metrics')).body;
+        expect(metric(text, 'relay_outages_total', 'side="target"')).toBe(1);
+        expect(JSON.parse((await get(port, '/healthz')).body).reason).toMatch(
+          /^target unavailable for [\d.]+s$/,
+        );
+        await own.up();
+        const relay = await starting;
+        await coll.insertOne({ _id: 2 as never });
+        await waitFor(
+          async () => (await tableRows(own, 't')).size === 2,
+          'the snapshot and the later insert written',
+          30_000,
+        );
+        await waitFor(async () => (await get(port, '/healthz')).status === 200, 'healthy', 30_000);
+        await relay.stop();
+      } finally {
+        await own.cleanup();
+      }
+    },
+    90_000,
+  );
 });
 
 describe('logs', () => {

@@ -300,6 +300,13 @@ describe('classifyTargetError', () => {
     [new Error('Connection terminated unexpectedly'), 'transient'],
     [{ code: '42P01', message: 'relation "x" does not exist' }, 'fatal'],
     [{ code: '28P01', message: 'password authentication failed' }, 'fatal'],
+    // What a relay at start waits for, or gives up on at once (PostgreSQL errcodes.txt: 57P03
+    // cannot_connect_now, 28000 invalid_authorization_specification, 3D000 invalid_catalog_name).
+    [{ code: '57P03', message: 'the database system is starting up' }, 'transient'],
+    [{ code: 'EAI_AGAIN', message: 'getaddrinfo EAI_AGAIN target' }, 'transient'],
+    [new Error('timeout exceeded when trying to connect'), 'transient'],
+    [{ code: '28000', message: 'no pg_hba.conf entry for host' }, 'fatal'],
+    [{ code: '3D000', message: 'database "x" does not exist' }, 'fatal'],
     [{ code: '22P05', message: 'unsupported Unicode escape sequence' }, 'row'],
   ])('%o is %s', (error, kind) => {
     expect(classifyTargetError(error).kind).toBe(kind);
