@@ -360,6 +360,7 @@ export function buildProgram(outcome: Outcome = { exitCode: 0 }): Command {
     )
     .argument('<action>', 'list, retry or purge');
   targetOptions(deadLetterCommand)
+    .addOption(batchBytesOption())
     .addOption(new Option('--stream-id <id>', 'only this stream').env('STREAM_ID'))
     .addOption(
       new Option('--ns <db.collection>', 'only events of this namespace').env('DEAD_LETTER_NS'),

@@ -383,5 +383,6 @@ export function deadLetterSettings(action: string, raw: Raw): DeadLetterSettings
           ? 100
           : null,
     json: raw.json === true,
+    batchBytes: byteSize(raw, 'batchBytes', '--batch-bytes'),
   };
 }

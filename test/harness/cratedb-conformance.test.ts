@@ -422,6 +422,32 @@ describe('wire and statements', () => {
       expect((await q(text)).rows[0]!.s).toHaveLength(262_144);
     }
   });
+  // LengthFunction.java: octet_length is the bytes of the UTF-8 text, an INTEGER, NULL for NULL;
+  // a scalar of the select list, it reads a column stored without index or column store too.
+  // `relay dead-letters` pages with it, after the last (created_at, id) of the page before, the
+  // time a parameter the driver sends as text, cast to a timestamp.
+  it('answers octet_length of unindexed text, in pages after a timestamp and key', async () => {
+    const table = await newTable(
+      `"t" TEXT INDEX OFF STORAGE WITH (columnstore = false), "at" TIMESTAMP WITH TIME ZONE`,
+    );
+    const [first, second] = [new Date('2026-01-02T03:04:05.678Z'), new Date('2026-01-03')];
+    await q(
+      `INSERT INTO ${table} ("oid", "t", "at") VALUES ($1, $2, $3), ($4, $5, $6), ($7, $8, $9), ($10, $11, $12)`,
+      ['a', 'x', first, 'b', 'héllo', first, 'c', null, first, 'd', 'yy', second],
+    );
+    await q(`REFRESH TABLE ${table}`);
+    const { rows } = await q(
+      `SELECT "oid", octet_length("t") AS n FROM ${table}
+       WHERE "at" > CAST($1 AS TIMESTAMP WITH TIME ZONE)
+         OR ("at" = CAST($1 AS TIMESTAMP WITH TIME ZONE) AND "oid" > $2)
+       ORDER BY "at", "oid" LIMIT 2`,
+      [first, 'a'],
+    );
+    expect(rows).toEqual([
+      { oid: 'b', n: 6 },
+      { oid: 'c', n: null },
+    ]);
+  });
 });
 
 describe('visibility', () => {

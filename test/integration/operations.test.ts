@@ -5,6 +5,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { EJSON } from 'bson';
+import { deadLetterSettings } from '../../src/config.js';
+import { letterGroups } from '../../src/commands/dead-letters.js';
+import { connectTarget } from '../../src/target/connect.js';
+import { DEAD_LETTER_TABLE, TargetWriter } from '../../src/target/writer.js';
 import { freePort } from '../support/postgres.js';
 import { canStopTarget, refusals, startOwnTarget } from '../support/target.js';
 import {
@@ -240,6 +245,7 @@ describe('status and dead letters', () => {
     const refusal = refusals[target.dialect];
     await refusal.refuse(target, 'guarded');
     await coll.insertOne({ _id: 2 as never, flag: 'x' });
+    await coll.insertOne({ _id: 4 as never, flag: 'y' });
     await coll.insertOne({ _id: 3 as never, ok: true });
     await waitFor(async () => (await tableRows(target, 'guarded')).has('3'), 'relay goes on');
     await relay.stop();
@@ -249,12 +255,12 @@ describe('status and dead letters', () => {
     expect(report.code, report.stderr).toBe(0);
     const parsed = JSON.parse(report.stdout);
     const stream = parsed.streams.find((s: { streamId: string }) => s.streamId === 'guarded');
-    expect(stream).toMatchObject({ deadLetters: 1, snapshotPending: false });
+    expect(stream).toMatchObject({ deadLetters: 2, snapshotPending: false });
     expect(Date.parse(stream.positionTime)).toBeGreaterThan(Date.now() - 600_000);
     expect(Date.parse(stream.lastEventTime)).toBeGreaterThan(Date.now() - 600_000);
     expect(parsed.tables).toContainEqual({ table: 'guarded', rows: 2 });
     expect((await runCli(['status', ...targetArgs])).stdout).toMatch(
-      /stream guarded: position .*dead letters 1/,
+      /stream guarded: position .*dead letters 2/,
     );
 
     const list = await runCli(['dead-letters', 'list', ...targetArgs, '--stream-id', 'guarded']);
@@ -268,23 +274,126 @@ describe('status and dead letters', () => {
       'guarded',
     ]);
     expect(stillRefused.code).toBe(1);
-    expect(stillRefused.stdout).toMatch(/re-applied 0 of 1 dead letters\n {2}still refused/);
+    expect(stillRefused.stdout).toMatch(
+      /re-applied 0 of 2 dead letters\n {2}still refused .*\n {2}still refused /,
+    );
 
     await refusal.allow(target, 'guarded');
+    // One letter a read: the second is read after the first was applied and removed.
     const retried = await runCli([
       'dead-letters',
       'retry',
       ...targetArgs,
       '--stream-id',
       'guarded',
+      '--batch-bytes',
+      '1',
     ]);
     expect(retried.code, retried.stdout + retried.stderr).toBe(0);
-    expect(retried.stdout).toMatch(/re-applied 1 of 1 dead letters/);
+    expect(retried.stdout).toMatch(/re-applied 2 of 2 dead letters/);
     expect((await tableRows(target, 'guarded')).get('2')).toEqual({ _id: 2, flag: 'x' });
+    expect((await tableRows(target, 'guarded')).get('4')).toEqual({ _id: 4, flag: 'y' });
     expect(
       (await runCli(['dead-letters', 'list', ...targetArgs, '--stream-id', 'guarded'])).stdout,
     ).toMatch(/^0 dead letters/m);
   });
+
+  it('reads dead letters in pages of keys and groups of --batch-bytes, output unchanged', async () => {
+    const connection = await connectTarget(target.url, 'auto');
+    try {
+      const { db, dialect } = connection;
+      const writer = new TargetWriter(db, dialect, {
+        schema: target.schema,
+        streamId: 'paged',
+        onError: 'dlq',
+        objectPolicy: 'dynamic',
+        tableFor: (c) => c,
+      });
+      await writer.prepare([]);
+      // More letters than a page of keys holds (1000), times shared across the page boundary
+      // (ordered by id within one), then three of 3 MB: two do not fit in one read of 4 MiB.
+      const base = Date.now() - 60_000;
+      const small = Array.from({ length: 2100 }, (_, i) => ({
+        id: `paged-${String(i).padStart(5, '0')}`,
+        at: base + Math.floor(i / 7),
+        event: EJSON.stringify([{ n: i }], { relaxed: false }),
+      }));
+      const large = [0, 1, 2].map((i) => ({
+        id: `paged-large-${i}`,
+        at: base + 1000 + i,
+        event: EJSON.stringify([{ big: String(i).repeat(3_000_000) }], { relaxed: false }),
+      }));
+      const letters = [...small, ...large];
+      const rows = letters.map((l) => ({
+        id: l.id,
+        stream_id: 'paged',
+        ns: 'db.paged',
+        oid: l.id,
+        operation: 'insert',
+        event: l.event,
+        error: 'refused',
+        created_at: new Date(l.at),
+      }));
+      for (let i = 0; i < small.length; i += 300) {
+        await db
+          .withSchema(target.schema)
+          .insertInto(DEAD_LETTER_TABLE)
+          .values(rows.slice(i, i + 300))
+          .execute();
+      }
+      for (const row of rows.slice(small.length)) {
+        await db.withSchema(target.schema).insertInto(DEAD_LETTER_TABLE).values(row).execute();
+      }
+      const args = ['--target-url', target.url, '--schema', target.schema, '--stream-id', 'paged'];
+
+      const list = await runCli(['dead-letters', 'list', ...args, '--limit', '5000']);
+      expect(list.code, list.stderr).toBe(0);
+      const lines = list.stdout.trimEnd().split('\n');
+      expect(lines.at(-1)).toBe(`${letters.length} dead letters`);
+      expect(lines.slice(0, -1).map((line) => line.split(' ')[1])).toEqual(
+        letters.map((l) => l.id),
+      );
+      expect(lines[0]).toBe(
+        `${new Date(base).toISOString()} paged-00000 paged db.paged paged-00000 insert: refused`,
+      );
+      const first = await runCli(['dead-letters', 'list', ...args, '--limit', '1500']);
+      expect(first.stdout).toMatch(/^1500 dead letters \(the first 1500; --limit for more\)$/m);
+      const json = await runCli(['dead-letters', 'list', ...args, '--limit', '5000', '--json']);
+      const parsed = json.stdout
+        .trimEnd()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { id: string; event: { big?: string }[] });
+      expect(parsed.map((l) => l.id)).toEqual(letters.map((l) => l.id));
+      expect(parsed.at(-1)!.event[0]!.big).toHaveLength(3_000_000);
+
+      // Each read holds at most --batch-bytes of letters, or one larger letter alone.
+      const settings = {
+        ...deadLetterSettings('list', { targetUrl: target.url, batchBytes: '4MiB' }),
+        schema: target.schema,
+        streamId: 'paged',
+        limit: null,
+      };
+      const groups: number[][] = [];
+      for await (const group of letterGroups(db, target.schema, settings)) {
+        groups.push(group.map((l) => Buffer.byteLength(l.event) + Buffer.byteLength(l.error)));
+      }
+      expect(groups.flat()).toHaveLength(letters.length);
+      for (const sizes of groups) {
+        const bytes = sizes.reduce((a, b) => a + b, 0);
+        expect(
+          sizes.length === 1 || bytes <= 4 * 1024 * 1024,
+          `${sizes.length} letters, ${bytes} bytes`,
+        ).toBe(true);
+      }
+      expect(groups.filter((sizes) => sizes.some((n) => n > 3_000_000))).toHaveLength(3);
+
+      const purged = await runCli(['dead-letters', 'purge', ...args]);
+      expect(purged.stdout).toBe(`purged ${letters.length} dead letters\n`);
+      expect((await runCli(['dead-letters', 'list', ...args])).stdout).toBe('0 dead letters\n');
+    } finally {
+      await connection.close();
+    }
+  }, 120_000);
 
   it('purge names what it removes, or needs --all', async () => {
     const targetArgs = ['--target-url', target.url, '--schema', target.schema];

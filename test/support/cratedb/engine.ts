@@ -493,6 +493,8 @@ export class Engine {
             return T.timestamptz;
           case 'version':
             return T.text;
+          case 'octet_length':
+            return T.integer;
           case 'max':
           case 'min':
             return this.typeOf(e.args[0]!, table, types);
@@ -720,6 +722,11 @@ export class Engine {
           if (v !== null) return v;
         }
         return null;
+      // LengthFunction.java: the bytes of the UTF-8 text, NULL for NULL.
+      case 'octet_length': {
+        const v = this.ev(e.args[0]!, scope);
+        return v === null ? null : BigInt(Buffer.byteLength(String(v)));
+      }
       case 'lower':
       case 'upper': {
         const v = this.ev(e.args[0]!, scope);
