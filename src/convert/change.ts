@@ -39,7 +39,9 @@ const FIELDS = [
   'splitEvent',
 ] as const;
 type Field = (typeof FIELDS)[number];
-const FIELD_BYTES = FIELDS.map((name) => [name, Buffer.from(name)] as const);
+/** The fields by the length of their name: a name is compared with the few of its length only. */
+const FIELDS_BY_LENGTH: (readonly [Field, Buffer])[][] = [];
+for (const name of FIELDS) (FIELDS_BY_LENGTH[name.length] ??= []).push([name, Buffer.from(name)]);
 
 /** Operation names as constants, so that reading one allocates nothing. */
 const OPERATIONS = [
@@ -67,7 +69,9 @@ function sameBytes(src: Uint8Array, start: number, end: number, name: Uint8Array
 }
 
 function fieldAt(src: Uint8Array, start: number, end: number): Field | null {
-  for (const [name, bytes] of FIELD_BYTES) if (sameBytes(src, start, end, bytes)) return name;
+  const candidates = FIELDS_BY_LENGTH[end - start];
+  if (candidates === undefined) return null;
+  for (const [name, bytes] of candidates) if (sameBytes(src, start, end, bytes)) return name;
   return null;
 }
 
@@ -121,8 +125,6 @@ function namespaceAt(src: Buffer, start: number, end: number): Namespace | undef
 }
 
 export class ChangeEvent {
-  /** The resume token (`_id`), decoded: the driver caches it and the relay stores it. */
-  readonly _id: Document | undefined;
   readonly operationType: string;
   readonly ns: Namespace | undefined;
   /** `wallTime` in milliseconds, or null. */
@@ -135,6 +137,10 @@ export class ChangeEvent {
   private readonly documentKeyAt: number = -1;
   private readonly fullDocumentAt: number = -1;
   private readonly updateDescriptionAt: number = -1;
+  /** Where the resume token (`_id`, a document) lies, -1 without one; decoded when asked. */
+  private readonly idAt: number = -1;
+  private readonly idEnd: number = -1;
+  private token: Document | undefined;
   readonly bytes: Buffer;
 
   /** `bytes`: the event's BSON (as the driver hands it out with `raw: true`). */
@@ -142,7 +148,6 @@ export class ChangeEvent {
     const src = asBuffer(bytes);
     this.bytes = src;
     const end = documentEnd(src, 0);
-    let id: Document | undefined;
     let operation = '';
     let ns: Namespace | undefined;
     let wallTime: number | null = null;
@@ -158,7 +163,10 @@ export class ChangeEvent {
       if (field !== null) {
         switch (field) {
           case '_id':
-            if (type === BsonType.Object) id = tokenAt(src, at, next);
+            if (type === BsonType.Object) {
+              this.idAt = at;
+              this.idEnd = next;
+            }
             break;
           case 'operationType':
             if (type === BsonType.String) operation = operationAt(src, at);
@@ -193,7 +201,6 @@ export class ChangeEvent {
       }
       i = next;
     }
-    this._id = id;
     this.operationType = operation;
     this.ns = ns;
     this.wallTimeMs = wallTime;
@@ -239,6 +246,17 @@ export class ChangeEvent {
     return new ChangeEvent(bytes);
   }
 
+  /**
+   * The resume token (`_id`), decoded at the first ask: the relay needs the token of the last
+   * event it reads, not of every one.
+   */
+  get _id(): Document | undefined {
+    if (this.token === undefined && this.idAt >= 0) {
+      this.token = tokenAt(this.bytes, this.idAt, this.idEnd);
+    }
+    return this.token;
+  }
+
   /** Its BSON size. */
   get size(): number {
     return this.bytes.length;
@@ -248,6 +266,10 @@ export class ChangeEvent {
   get timeMs(): number | null {
     if (this.wallTimeMs !== null) return this.wallTimeMs;
     return this.clusterTimeSeconds === null ? null : this.clusterTimeSeconds * 1000;
+  }
+
+  get hasResumeToken(): boolean {
+    return this.idAt >= 0;
   }
 
   get hasDocumentKey(): boolean {

@@ -3,7 +3,7 @@
 // batch. Reopens past `invalidate` with `startAfter`, as the design asks. Events over 16 MB arrive
 // split into fragments ($changeStreamSplitLargeEvent, MongoDB 7.0 and 6.0.9+) and leave here whole.
 import type { Timestamp, ChangeStream, Document, MongoClient } from 'mongodb';
-import { documentElements } from '../convert/bson.js';
+import { BsonType, documentElements } from '../convert/bson.js';
 import { ChangeEvent } from '../convert/change.js';
 import { explainMongoError } from './errors.js';
 
@@ -113,30 +113,100 @@ export class FragmentAssembler {
   }
 }
 
+/** The parts of node-mongodb-native (7.x) the relay reads a change stream's batches through. */
+interface StreamInternals {
+  _processChange?: (change: unknown) => unknown;
+  cursor?: {
+    /** The reply of the last aggregate or getMore: its batch, and how many of it were taken. */
+    documents?: {
+      iterated?: number;
+      readonly batch?: { bson?: Uint8Array; elements?: number[][] };
+    } | null;
+  };
+}
+
+const DRIVER_NEEDED =
+  'this version of the MongoDB driver (node-mongodb-native) lacks the ChangeStream internals the relay reads events through; the relay needs the 7.x line it was built with';
+
 /**
- * Makes `stream` hand out events as ChangeEvents, read from their bytes. With `raw: true` the
- * driver's ChangeStream gets each event as bytes and passes it to `_processChange`, which reads
- * the resume token as `change._id`: it gets the ChangeEvent instead, whose `_id` is the token
- * decoded. `_processChange` is internal to node-mongodb-native (7.x); without it the relay
- * stops at its first read rather than misreading events.
+ * A change stream whose events are ChangeEvents read from their bytes. With `raw: true` the
+ * driver's ChangeStream gets each event as bytes and passes it to `_processChange`, which caches
+ * `change._id` as the resume token: it gets the ChangeEvent instead, whose `_id` is the token.
+ *
+ * The events of a reply already received are taken from it directly (`buffered()`), not one
+ * `tryNext()` each: that awaited two promises and built an object of offsets for every event,
+ * more than the relay spent on the event itself. The resume token is then cached for the last
+ * event taken, before the stream is read again or its token read (`settle()`), so it is what
+ * the driver would hold after handing out the same events: the postBatchResumeToken once a
+ * reply is used up, the event's `_id` before that (change-streams specification, "Resume
+ * Process"). These are internals of node-mongodb-native 7.x; without them the relay stops at its
+ * first read rather than misreading events.
  */
-function readRaw(stream: ChangeStream): ChangeStream {
-  const internals = stream as unknown as { _processChange?: (change: unknown) => unknown };
-  const process = internals._processChange;
-  if (typeof process !== 'function') {
-    throw new Error(
-      'this version of the MongoDB driver (node-mongodb-native) has no ChangeStream._processChange; the relay needs the 7.x line it was built with',
-    );
+class RawChangeStream {
+  private readonly processChange: (change: unknown) => unknown;
+  /** The last event taken from a reply whose resume token is not cached yet. */
+  private unsettled: ChangeEvent | null = null;
+
+  constructor(private readonly stream: ChangeStream) {
+    const internals = stream as unknown as StreamInternals;
+    const process = internals._processChange;
+    if (typeof process !== 'function') throw new Error(DRIVER_NEEDED);
+    this.processChange = (change) => process.call(stream, change);
+    internals._processChange = (change) =>
+      this.processChange(change instanceof Uint8Array ? new ChangeEvent(change) : change);
   }
-  internals._processChange = (change) =>
-    process.call(stream, change instanceof Uint8Array ? new ChangeEvent(change) : change);
-  return stream;
+
+  /** The next event, from the reply at hand or (awaited) the next one; null when none came. */
+  async tryNext(): Promise<ChangeEvent | null> {
+    this.settle();
+    return (await this.stream.tryNext()) as ChangeEvent | null;
+  }
+
+  /** The next event of the reply at hand, or null when it is used up. */
+  buffered(): ChangeEvent | null {
+    if (this.stream.bufferedCount() === 0) return null;
+    const documents = (this.stream as unknown as StreamInternals).cursor?.documents;
+    const iterated = documents?.iterated;
+    const batch = documents?.batch;
+    const element = typeof iterated === 'number' ? batch?.elements?.[iterated] : undefined;
+    if (!batch?.bson || !element || element.length < 5) throw new Error(DRIVER_NEEDED);
+    const [type, , , offset, length] = element as [number, number, number, number, number];
+    documents!.iterated = iterated! + 1;
+    if (type !== BsonType.Object) {
+      throw new Error(`MongoDB sent a change event that is not a document (BSON type ${type})`);
+    }
+    const event = new ChangeEvent(batch.bson.subarray(offset, offset + length));
+    // The driver's own error for an event without `_id`, which servers before 4.2 let a
+    // --filter remove.
+    if (!event.hasResumeToken) this.processChange(event);
+    this.unsettled = event;
+    return event;
+  }
+
+  /** Caches the resume token of the last event taken from the reply at hand. */
+  settle(): void {
+    if (this.unsettled === null) return;
+    const event = this.unsettled;
+    this.unsettled = null;
+    this.processChange(event);
+  }
+
+  /** The token after the events handed out so far. */
+  get resumeToken(): Document | null {
+    this.settle();
+    return this.stream.resumeToken as Document | null;
+  }
+
+  close(): Promise<void> {
+    this.unsettled = null;
+    return this.stream.close();
+  }
 }
 
 export const CONTROL_OPERATIONS = new Set(['drop', 'rename', 'dropDatabase', 'invalidate']);
 
 export class ChangeSource {
-  private stream: ChangeStream | null = null;
+  private stream: RawChangeStream | null = null;
   private position: StreamPosition | null = null;
   /** Where the stream is to start, until its first read creates it. */
   private opened: StreamPosition | null = null;
@@ -180,7 +250,7 @@ export class ChangeSource {
     this.opened = position;
   }
 
-  private async ensureStream(): Promise<ChangeStream> {
+  private async ensureStream(): Promise<RawChangeStream> {
     if (this.stream) return this.stream;
     const position = this.opened;
     if (!position) throw new Error('ChangeSource.next() before open()');
@@ -195,13 +265,13 @@ export class ChangeSource {
       ...(fullDocument === 'patch' ? {} : { fullDocument }),
       batchSize,
       maxAwaitTimeMS: batchWaitMs,
-      // Events are read from their bytes (readRaw), as MongoDB sent them: every number keeps
+      // Events are read from their bytes (RawChangeStream), as MongoDB sent them: every number keeps
       // its BSON type (DESIGN §1), and nothing is decoded that the relay does not read.
       raw: true,
     };
     const db = this.client.db(database);
     const pipeline = this.pipeline(this.splitEvents);
-    this.stream = readRaw(
+    this.stream = new RawChangeStream(
       collections?.length === 1
         ? db.collection(collections[0]!).watch(pipeline, options)
         : db.watch(pipeline, options),
@@ -223,14 +293,14 @@ export class ChangeSource {
     // never comes back empty, so waiting for one would hold events until the batch is full.
     let firstAt = 0;
     let bytes = 0;
-    let stream: ChangeStream;
+    let stream: RawChangeStream;
     try {
       stream = await this.ensureStream();
       const full = () => events.length >= this.options.batchSize || bytes >= maxBytes;
       while (!full() || assembler.partial) {
         const waited = Date.now() - (events.length > 0 ? firstAt : started);
         if (!assembler.partial && events.length > 0 && waited >= this.options.batchWaitMs) break;
-        const read = (await stream.tryNext()) as ChangeEvent | null;
+        const read = stream.buffered() ?? (await stream.tryNext());
         const event = read && assembler.add(read);
         if (event) {
           if (events.length === 0) firstAt = Date.now();
@@ -245,7 +315,7 @@ export class ChangeSource {
     } catch (error) {
       throw explainMongoError(error, this.where);
     }
-    const token = stream.resumeToken as Document | null;
+    const token = stream.resumeToken;
     if (token) this.position = { startAfter: token };
     if (events.at(-1)?.operationType === 'invalidate') {
       // The server closed the stream; `startAfter` the invalidate token continues past it.
