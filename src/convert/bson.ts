@@ -6,7 +6,7 @@
 // type (Decimal128, Binary, RegExp, Code, a DBRef-like object…) is decoded alone and written by
 // `valueJson`, so both paths agree by construction. Pure functions.
 import { isUtf8 } from 'node:buffer';
-import { BSON, BSONError, type Document } from 'bson';
+import { BSON, BSONError, Decimal128, type Document } from 'bson';
 import { RowError } from '../errors.js';
 import { keepKeys, oidOf, valueJson, type KeyPolicy } from './value.js';
 
@@ -542,6 +542,17 @@ function writeValue(
         writeAscii(src.readBigInt64LE(at).toString());
       }
       return at + 8;
+    }
+    case BsonType.Decimal128: {
+      if (at + 16 > limit) throw malformed('a decimal128');
+      // Its text as the driver's Decimal128 gives it, built from the 16 bytes alone rather than
+      // from a document decoded around them.
+      const text = new Decimal128(src.subarray(at, at + 16)).toString();
+      reserve(text.length + 2);
+      out[pos++] = 0x22;
+      for (let i = 0; i < text.length; i++) out[pos++] = text.charCodeAt(i);
+      out[pos++] = 0x22;
+      return at + 16;
     }
   }
   const end = valueEnd(src, type, at, limit);

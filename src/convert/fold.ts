@@ -21,23 +21,28 @@ export interface FoldedRow {
 
 /** Folds events per (collection, oid), keeping the order in which rows were first touched. */
 export function foldBatch(events: RowEvent[]): FoldedRow[] {
-  const rows = new Map<string, FoldedRow>();
+  // Rows by oid within each collection: no key is built per event.
+  const byCollection = new Map<string, Map<string, FoldedRow>>();
+  const folded: FoldedRow[] = [];
   for (const event of events) {
-    const key = `${event.collection}\u0000${event.oid}`;
-    const row = rows.get(key);
+    let rows = byCollection.get(event.collection);
+    if (!rows) byCollection.set(event.collection, (rows = new Map()));
+    const row = rows.get(event.oid);
     if (!row) {
-      rows.set(key, {
+      const created: FoldedRow = {
         collection: event.collection,
         oid: event.oid,
         change: first(event),
         events: [event.event],
-      });
+      };
+      rows.set(event.oid, created);
+      folded.push(created);
       continue;
     }
     row.change = combine(row.change, event);
     row.events.push(event.event);
   }
-  return [...rows.values()];
+  return folded;
 }
 
 function first(event: RowEvent): FoldedChange {

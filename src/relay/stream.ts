@@ -1,7 +1,7 @@
 // The change stream: batches read one ahead of the batch being written, both within
 // --batch-bytes (a slow target slows reading instead of growing a queue), each converted, folded, written with its checkpoint.
 // A MongoDB fault reopens the stream after the last batch read.
-import type { ChangeEvent } from '../convert/change.js';
+import type { ChangeEvent, Namespace } from '../convert/change.js';
 import { convertEvent, type ControlEvent, type RowEvent } from '../convert/event.js';
 import { foldBatch } from '../convert/fold.js';
 import { errorMessage } from '../errors.js';
@@ -121,20 +121,23 @@ async function applyBatch(
   stats.recordWritten(relayed);
 }
 
-/** Counts events per (operation, namespace), so counters move once per label set and batch. */
+/**
+ * Counts events per (operation, namespace), so counters move once per label set and batch.
+ * Events of one namespace mostly share its object (ChangeEvent): counted by it, the namespace's
+ * name is spelt once per batch, not once per event.
+ */
 function countByLabels(
   events: readonly ChangeEvent[],
   add: (labels: { operation: string; namespace: string }, n: number) => void,
 ): void {
-  const counts = new Map<string, { labels: { operation: string; namespace: string }; n: number }>();
+  const counts = new Map<Namespace | undefined, Map<string, number>>();
   for (const event of events) {
-    const ns = event.ns;
-    const operation = event.operationType;
-    const namespace = ns?.coll ? `${ns.db}.${ns.coll}` : (ns?.db ?? '');
-    const key = `${operation}\u0000${namespace}`;
-    const entry = counts.get(key);
-    if (entry) entry.n++;
-    else counts.set(key, { labels: { operation, namespace }, n: 1 });
+    let byOperation = counts.get(event.ns);
+    if (!byOperation) counts.set(event.ns, (byOperation = new Map()));
+    byOperation.set(event.operationType, (byOperation.get(event.operationType) ?? 0) + 1);
   }
-  for (const { labels, n } of counts.values()) add(labels, n);
+  for (const [ns, byOperation] of counts) {
+    const namespace = ns?.coll ? `${ns.db}.${ns.coll}` : (ns?.db ?? '');
+    for (const [operation, n] of byOperation) add({ operation, namespace }, n);
+  }
 }

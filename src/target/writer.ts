@@ -84,6 +84,9 @@ export class TargetWriter {
    * the next lookup. Null before any.
    */
   private storedKeyBytes: number | null = null;
+  /** The placeholders of the largest upsert yet, and where each row's placeholders end. */
+  private placeholderText = '';
+  private readonly placeholderEnds: number[] = [];
 
   constructor(
     readonly db: AnyDb,
@@ -252,8 +255,7 @@ export class TargetWriter {
     const resolved: ResolvedRow[] = [];
     for (const row of rows) {
       const change = row.change;
-      if (change.kind === 'delete') resolved.push({ ...row, change });
-      else if (change.kind === 'upsert') resolved.push({ ...row, change });
+      if (change.kind === 'delete' || change.kind === 'upsert') resolved.push(row as ResolvedRow);
       else if (change.kind === 'reject') dead.push(this.deadLetter(row, change.error));
     }
     if (resolved.length > 0) yield resolved;
@@ -436,20 +438,32 @@ export class TargetWriter {
    */
   private async upsert(db: AnyDb, table: string, rows: ResolvedRow[]): Promise<Set<string>> {
     const parameters: string[] = new Array(rows.length * 2);
-    const values: string[] = new Array(rows.length);
     for (let i = 0; i < rows.length; i++) {
       const row = rows[i]!;
       parameters[2 * i] = row.oid;
       parameters[2 * i + 1] = (row.change as { json: string }).json;
-      values[i] = `($${2 * i + 1}, ${this.dialect.dataParameter(`$${2 * i + 2}`)})`;
     }
     const { rows: written } = await db.executeQuery<{ oid: string }>(
       CompiledQuery.raw(
-        `INSERT INTO ${quoteIdent(this.schema)}.${quoteIdent(table)} ("oid", "data") VALUES ${values.join(', ')} ON CONFLICT ("oid") DO UPDATE SET "data" = excluded."data" RETURNING "oid"`,
+        `INSERT INTO ${quoteIdent(this.schema)}.${quoteIdent(table)} ("oid", "data") VALUES ${this.placeholders(rows.length)} ON CONFLICT ("oid") DO UPDATE SET "data" = excluded."data" RETURNING "oid"`,
         parameters,
       ),
     );
     return new Set(written.map((r) => r.oid));
+  }
+
+  /**
+   * `($1, $2::jsonb), ($3, $4::jsonb), …` for `rows` rows: a prefix of the text for the most rows
+   * an upsert had yet, which is kept, so a batch does not spell each row's placeholders again.
+   */
+  private placeholders(rows: number): string {
+    while (this.placeholderEnds.length < rows) {
+      const i = this.placeholderEnds.length;
+      const data = this.dialect.dataParameter(`$${2 * i + 2}`);
+      this.placeholderText += `${i > 0 ? ', ' : ''}($${2 * i + 1}, ${data})`;
+      this.placeholderEnds.push(this.placeholderText.length);
+    }
+    return this.placeholderText.slice(0, this.placeholderEnds[rows - 1]);
   }
 
   private async delete(db: AnyDb, table: string, rows: ResolvedRow[]): Promise<null> {
