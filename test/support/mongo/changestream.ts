@@ -41,9 +41,12 @@ export function compareTimestamps(a: Timestamp, b: Timestamp): number {
   return a.t - b.t || a.i - b.i;
 }
 
+function rank(d: ResumeTokenData): number {
+  return d.tokenType === 'highWaterMark' ? -1 : d.txnOpIndex;
+}
+
 /** Token order: cluster time, then high-water marks first, then index, then fragments. */
 export function compareTokens(a: ResumeTokenData, b: ResumeTokenData): number {
-  const rank = (d: ResumeTokenData) => (d.tokenType === 'highWaterMark' ? -1 : d.txnOpIndex);
   return (
     compareTimestamps(a.clusterTime, b.clusterTime) ||
     rank(a) - rank(b) ||
@@ -99,18 +102,35 @@ function isUserCollection(coll: string | undefined): boolean {
   return coll === undefined || !(coll.startsWith('$') || coll.startsWith('system.'));
 }
 
-/** A change event as BSON, with its resume token at hand. */
-class EncodedEvent extends EncodedDocument {
-  readonly _id: Document;
+/** A change event as BSON; its resume token is made again from its entry when asked for. */
+export class EncodedEvent extends EncodedDocument {
+  constructor(
+    event: Document,
+    private readonly entry: OplogEntry,
+    kept: boolean,
+  ) {
+    super(encodeDocument(event, kept));
+  }
 
-  constructor(event: Document) {
-    super(encodeDocument(event).parts);
-    this._id = event._id as Document;
+  get _id(): Document {
+    return encodeToken(eventToken(this.entry));
   }
 }
 
-/** Each oplog entry's encoded events, by shape. */
-const encodedEvents = new WeakMap<OplogEntry, Map<string, EncodedEvent | null>>();
+/**
+ * Numbers for the shapes of events (a stream's shape and whether the collection keeps images):
+ * an entry keeps its encoded events in an array by these numbers, not in a map by shape name.
+ */
+const shapeSlots = new Map<string, number>();
+
+function shapeSlot(shape: string): number {
+  let slot = shapeSlots.get(shape);
+  if (slot === undefined) {
+    slot = shapeSlots.size;
+    shapeSlots.set(shape, slot);
+  }
+  return slot;
+}
 /** One stream of each shape opened on a store: every write is encoded for these shapes. */
 const shapesOf = new WeakMap<Store, Map<string, ChangeStreamCursor>>();
 
@@ -126,6 +146,8 @@ function encodeOnWrite(store: Store, stream: ChangeStreamCursor): void {
       const entry = store.oplog.at(-1);
       if (!entry) return;
       for (const shape of registered.values()) {
+        // Looked up when read, never kept.
+        if (entry.op === 'update' && shape.spec.fullDocument === 'updateLookup') continue;
         try {
           shape.encodedEvent(entry);
         } catch {
@@ -145,6 +167,10 @@ export class ChangeStreamCursor {
   /** The user's stages, without a final $changeStreamSplitLargeEvent. */
   private readonly stages: Document[];
   private readonly split: boolean;
+  /** This shape's slots (shapeSlot()), for a collection without and with images. */
+  private readonly slots: readonly [number, number];
+  /** Where the last read stopped in the oplog: most often where the next one starts. */
+  private scanned = 0;
   done = false;
   killed = false;
 
@@ -175,6 +201,7 @@ export class ChangeStreamCursor {
       this.position = highWaterMark(new Timestamp({ t: now.t, i: now.i + 1 }));
     }
     ({ stages: this.stages, split: this.split } = splitStage(spec.stages));
+    this.slots = [shapeSlot(`${this.shape}/false`), shapeSlot(`${this.shape}/true`)];
     this.checkHistory();
     this.validateStages();
     if (this.stages.length === 0) encodeOnWrite(store, this);
@@ -193,20 +220,16 @@ export class ChangeStreamCursor {
   encodedEvent(entry: OplogEntry): Document | null {
     if (entry.op === 'update' && this.spec.fullDocument === 'updateLookup') {
       const event = this.toEvent(entry);
-      return event && new EncodedEvent(event);
-    }
-    let byShape = encodedEvents.get(entry);
-    if (!byShape) {
-      byShape = new Map();
-      encodedEvents.set(entry, byShape);
+      return event && new EncodedEvent(event, entry, false);
     }
     // Whether images are on is read when the event is, as toEvent does.
-    const key = `${this.shape}/${this.imagesEnabled(entry)}`;
-    let event = byShape.get(key);
+    const slot = this.slots[this.imagesEnabled(entry) ? 1 : 0];
+    const events = (entry.events ??= []);
+    let event = events[slot];
     if (event === undefined) {
       const plain = this.toEvent(entry);
-      event = plain && new EncodedEvent(plain);
-      byShape.set(key, event);
+      event = plain && new EncodedEvent(plain, entry, true);
+      events[slot] = event;
     }
     return event;
   }
@@ -282,7 +305,10 @@ export class ChangeStreamCursor {
         const out = event ? this.applyStages(event) : [];
         for (const result of out) {
           for (const piece of this.limitSize(result, token, resumedFragment)) {
-            if (events.length >= max) return events;
+            if (events.length >= max) {
+              this.scanned = index;
+              return events;
+            }
             events.push(piece);
             // A whole event's token is the entry's; a fragment's names its number.
             this.position = piece.splitEvent ? decodeToken(piece._id) : token;
@@ -294,7 +320,7 @@ export class ChangeStreamCursor {
             _id: encodeToken(invalidate),
             operationType: 'invalidate',
             clusterTime: entry.ts,
-            wallTime: entry.wallTime,
+            wallTime: new Date(entry.wallTime),
           });
           this.position = invalidate;
           this.done = true;
@@ -305,6 +331,7 @@ export class ChangeStreamCursor {
       // server's high-water mark does; the last event returned stays the position otherwise.
       this.advanceTo(highWaterMark(entry.ts));
     }
+    this.scanned = index;
     if (index >= oplog.length && !this.done) {
       // Scanned to the end: nothing up to the current cluster time is left unseen.
       this.advanceTo(highWaterMark(this.store.clusterTime));
@@ -359,11 +386,21 @@ export class ChangeStreamCursor {
 
   private firstIndex(oplog: OplogEntry[]): number {
     // The first entry at or after the position's cluster time: several entries can share one.
+    const at = this.position.clusterTime;
+    // After an event the position is its entry, one before where the last read stopped.
+    let hint = Math.min(this.scanned, oplog.length);
+    if (hint > 0 && compareTimestamps(oplog[hint - 1]!.ts, at) >= 0) hint--;
+    if (
+      (hint === 0 || compareTimestamps(oplog[hint - 1]!.ts, at) < 0) &&
+      (hint === oplog.length || compareTimestamps(oplog[hint]!.ts, at) >= 0)
+    ) {
+      return hint;
+    }
     let lo = 0;
     let hi = oplog.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (compareTimestamps(oplog[mid]!.ts, this.position.clusterTime) < 0) lo = mid + 1;
+      if (compareTimestamps(oplog[mid]!.ts, at) < 0) lo = mid + 1;
       else hi = mid;
     }
     return lo;
@@ -416,7 +453,7 @@ export class ChangeStreamCursor {
       operationType: entry.op,
       clusterTime: entry.ts,
       ...(expanded && entry.uuid ? { collectionUUID: entry.uuid } : {}),
-      wallTime: entry.wallTime,
+      wallTime: new Date(entry.wallTime),
     };
     const ns = entry.coll ? { db: entry.db, coll: entry.coll } : { db: entry.db };
     switch (entry.op) {
@@ -436,13 +473,16 @@ export class ChangeStreamCursor {
           ...this.preImage(entry),
         };
       case 'update': {
-        const { disambiguatedPaths, ...description } = entry.updateDescription!;
+        const description = entry.updateDescription!;
+        const disambiguatedPaths = entry.disambiguatedPaths ?? {};
         return {
           ...event,
           ...this.postImage(entry),
           ns,
           documentKey: entry.documentKey,
-          updateDescription: expanded ? { ...description, disambiguatedPaths } : description,
+          updateDescription: expanded
+            ? { ...description.toBSON(), disambiguatedPaths }
+            : description,
           ...this.preImage(entry),
         };
       }

@@ -7,25 +7,104 @@ import { decodeDocument, encodeBson } from './bson.js';
 
 /**
  * A document as BSON bytes, held as consecutive pieces (a change event shares its image's bytes
- * instead of copying them); `serializeReply` embeds them as they are.
+ * instead of copying them); `serializeReply` embeds them as they are. A backlog keeps hundreds of
+ * thousands of these, so the common layouts take no array: one piece is held as itself, and a
+ * piece shared between two of its own (an event around its image) as its own bytes joined and
+ * where the shared one goes.
  */
 export class EncodedDocument {
   readonly length: number;
+  /** The bytes, the document's own bytes around `inner` (cut at `cut`), or the pieces. */
+  private readonly bytes: Uint8Array | Uint8Array[];
+  private readonly inner: Uint8Array | null = null;
+  private readonly cut: number = 0;
 
-  constructor(readonly parts: Uint8Array[]) {
+  constructor(parts: Uint8Array[]);
+  constructor(outer: Uint8Array, inner: Uint8Array, cut: number);
+  /** The same bytes (for a subclass that adds to them). */
+  constructor(same: EncodedDocument);
+  constructor(
+    parts: Uint8Array[] | Uint8Array | EncodedDocument,
+    inner?: Uint8Array,
+    cut?: number,
+  ) {
+    if (parts instanceof EncodedDocument) {
+      this.bytes = parts.bytes;
+      this.inner = parts.inner;
+      this.cut = parts.cut;
+      this.length = parts.length;
+      return;
+    }
+    if (inner) {
+      this.bytes = parts as Uint8Array;
+      this.inner = inner;
+      this.cut = cut!;
+      this.length = this.bytes.length + inner.length;
+      return;
+    }
+    const pieces = parts as Uint8Array[];
+    this.bytes = pieces.length === 1 ? pieces[0]! : pieces;
     let length = 0;
-    for (const part of parts) length += part.length;
+    for (const part of pieces) length += part.length;
     this.length = length;
+  }
+
+  /** The pieces, in order. */
+  get parts(): Uint8Array[] {
+    const bytes = this.bytes;
+    if (Array.isArray(bytes)) return bytes;
+    if (!this.inner) return [bytes];
+    return [bytes.subarray(0, this.cut), this.inner, bytes.subarray(this.cut)];
   }
 
   /** The document itself, for any reader other than `serializeReply` (bson, mingo). */
   toBSON(): Document {
-    const bytes = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts);
-    return decodeDocument(bytes);
+    const parts = this.parts;
+    return decodeDocument(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
   }
 }
 
 const encodings = new WeakMap<Document, EncodedDocument>();
+
+/** The size of the shared buffers that kept bytes are packed into. */
+const SLAB_BYTES = 4 * 1024 * 1024;
+/** Bytes up to this size go into a slab; larger ones get a buffer of their own. */
+const MAX_SLABBED = 64 * 1024;
+let slab = new Uint8Array(0);
+let slabUsed = 0;
+
+/**
+ * Room for `length` bytes kept as long as the harness keeps what holds them (images, events).
+ * Small buffers are slices of Node's 8 KiB allocation pool, and one kept slice keeps its whole
+ * pool: between the replies and copies each write makes, a backlog of 221,000 events held
+ * 860 MB of pools. Packed into large slabs instead, they take what they are.
+ */
+function reserve(length: number): Uint8Array {
+  if (length > MAX_SLABBED) return new Uint8Array(length);
+  if (slabUsed + length > slab.length) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const room = slab.subarray(slabUsed, slabUsed + length);
+  slabUsed += length;
+  return room;
+}
+
+/** `pieces` joined into kept bytes (see reserve()). */
+function keep(pieces: Uint8Array[]): Uint8Array {
+  if (pieces.length === 1 && pieces[0]!.byteLength === pieces[0]!.buffer.byteLength) {
+    return pieces[0]!; // a buffer of its own already
+  }
+  let length = 0;
+  for (const piece of pieces) length += piece.length;
+  const kept = reserve(length);
+  let at = 0;
+  for (const piece of pieces) {
+    kept.set(piece, at);
+    at += piece.length;
+  }
+  return kept;
+}
 
 /**
  * The BSON of a stored document, encoded on first use and kept with it: stored documents and
@@ -34,7 +113,7 @@ const encodings = new WeakMap<Document, EncodedDocument>();
 export function encoded(doc: Document): EncodedDocument {
   let bytes = encodings.get(doc);
   if (!bytes) {
-    bytes = new EncodedDocument([encodeBson(doc)]);
+    bytes = new EncodedDocument([keep([encodeBson(doc)])]);
     encodings.set(doc, bytes);
   }
   return bytes;
@@ -78,6 +157,13 @@ function elementHeader(type: number, name: string): Buffer {
   return header;
 }
 
+/** Headers of embedded documents in arrays by index: a batch of events reuses them. */
+const indexHeaders: Buffer[] = [];
+
+function indexHeader(index: number): Buffer {
+  return (indexHeaders[index] ??= elementHeader(EMBEDDED_DOCUMENT, String(index)));
+}
+
 /** The elements of `fields` (BSON without the length prefix and the final 0). */
 function plainElements(fields: Document): Uint8Array {
   const bytes = encodeBson(fields);
@@ -95,17 +181,18 @@ function containerParts(container: Document | unknown[], shared?: Set<Uint8Array
     if (plain) parts.push(plainElements(plain));
     plain = null;
   };
-  const names = Array.isArray(container)
-    ? container.map((_, i) => String(i))
-    : Object.keys(container);
-  for (const name of names) {
+  const array = Array.isArray(container);
+  const names = array ? null : Object.keys(container);
+  const count = array ? container.length : names!.length;
+  for (let i = 0; i < count; i++) {
+    const name = array ? String(i) : names![i]!;
     const value = (container as Document)[name];
     if (value instanceof EncodedDocument) {
       flush();
-      parts.push(elementHeader(EMBEDDED_DOCUMENT, name));
+      parts.push(array ? indexHeader(i) : elementHeader(EMBEDDED_DOCUMENT, name));
       for (const part of value.parts) {
         parts.push(part);
-        shared?.add(part);
+        if (value.length >= MIN_SHARED) shared?.add(part);
       }
     } else if ((Array.isArray(value) || isPlainObject(value)) && holdsEncoded(value)) {
       flush();
@@ -126,33 +213,56 @@ function containerParts(container: Document | unknown[], shared?: Set<Uint8Array
 const TERMINATOR = new Uint8Array(1);
 
 /**
+ * A smaller encoded document in a document being encoded is copied into it, not shared: a shared
+ * piece costs a view of about 100 bytes of heap, visited by every collection, and a piece of the
+ * array of pieces.
+ */
+const MIN_SHARED = 256;
+
+/**
  * A document holding encoded documents, encoded itself: its own pieces joined between the shared
  * ones (a change event is three pieces around its image, not one per field), the fewer objects a
- * backlog of events keeps in the harness's heap.
+ * backlog of events keeps in the harness's heap. `kept`: whether it is kept (packed with other
+ * kept bytes) or made for one reply.
  */
-export function encodeDocument(doc: Document): EncodedDocument {
+export function encodeDocument(doc: Document, kept = true): EncodedDocument {
   const shared = new Set<Uint8Array>();
   const parts = containerParts(doc, shared);
+  const join = (pieces: Uint8Array[]) => (kept ? keep(pieces) : Buffer.concat(pieces));
+  const sharedAt = parts.flatMap((part, i) => (shared.has(part) ? [i] : []));
+  if (sharedAt.length === 1) {
+    // One shared piece (an event around its image): its own bytes in one piece.
+    const at = sharedAt[0]!;
+    const before = parts.slice(0, at);
+    let cut = 0;
+    for (const part of before) cut += part.length;
+    return new EncodedDocument(join([...before, ...parts.slice(at + 1)]), parts[at]!, cut);
+  }
   const joined: Uint8Array[] = [];
   let own: Uint8Array[] = [];
-  const join = () => {
-    if (own.length) joined.push(own.length === 1 ? own[0]! : Buffer.concat(own));
-    own = [];
-  };
   for (const part of parts) {
     if (shared.has(part)) {
-      join();
+      if (own.length) joined.push(join(own));
+      own = [];
       joined.push(part);
     } else {
       own.push(part);
     }
   }
-  join();
+  if (own.length) joined.push(join(own));
   return new EncodedDocument(joined);
+}
+
+/**
+ * BSON of a reply as pieces to be joined once, behind the message header: the bytes of every
+ * `EncodedDocument` in it as they are.
+ */
+export function replyParts(doc: Document): Uint8Array[] {
+  if (!holdsEncoded(doc)) return [encodeBson(doc)];
+  return containerParts(doc);
 }
 
 /** BSON of a reply, with every `EncodedDocument` in it copied from its bytes. */
 export function serializeReply(doc: Document): Buffer {
-  if (!holdsEncoded(doc)) return Buffer.from(encodeBson(doc));
-  return Buffer.concat(containerParts(doc));
+  return Buffer.concat(replyParts(doc));
 }

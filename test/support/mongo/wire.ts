@@ -1,7 +1,7 @@
 // MongoDB wire protocol framing for the test harness: OP_QUERY (the driver's legacy handshake),
 // OP_MSG (everything after it) and OP_REPLY (the answer to OP_QUERY).
 import { type Document } from 'bson';
-import { serializeReply } from './encoded.js';
+import { replyParts } from './encoded.js';
 import { decodeDocument } from './bson.js';
 
 export const OP_REPLY = 1;
@@ -131,28 +131,37 @@ function parseMsg(message: Buffer, requestId: number): Request {
 
 let nextResponseId = 1;
 
-function header(length: number, responseTo: number, opCode: number): Buffer {
-  const h = Buffer.alloc(16);
-  h.writeInt32LE(length, 0);
-  h.writeInt32LE(nextResponseId++ & 0x7fffffff, 4);
-  h.writeInt32LE(responseTo, 8);
-  h.writeInt32LE(opCode, 12);
-  return h;
+/**
+ * A message: the header, `fields` (what the op code puts before the document) and the document,
+ * whose pieces are copied once, into the message.
+ */
+function message(responseTo: number, opCode: number, fields: Buffer, doc: Document): Buffer {
+  const parts = replyParts(doc);
+  let length = 16 + fields.length;
+  for (const part of parts) length += part.length;
+  const out = Buffer.allocUnsafe(length);
+  out.writeInt32LE(length, 0);
+  out.writeInt32LE(nextResponseId++ & 0x7fffffff, 4);
+  out.writeInt32LE(responseTo, 8);
+  out.writeInt32LE(opCode, 12);
+  fields.copy(out, 16);
+  let at = 16 + fields.length;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
 }
 
 /** An OP_MSG reply; `moreToCome`: more replies follow without a request (exhaust). */
 export function encodeMsg(responseTo: number, doc: Document, moreToCome = false): Buffer {
-  const payload = serializeReply(doc);
   const flagsAndKind = Buffer.alloc(5); // flags, then section kind 0
   if (moreToCome) flagsAndKind.writeUInt32LE(MORE_TO_COME, 0);
-  const length = 16 + flagsAndKind.length + payload.length;
-  return Buffer.concat([header(length, responseTo, OP_MSG), flagsAndKind, payload]);
+  return message(responseTo, OP_MSG, flagsAndKind, doc);
 }
 
 export function encodeReply(responseTo: number, doc: Document): Buffer {
-  const payload = serializeReply(doc);
   const fields = Buffer.alloc(20); // responseFlags, cursorID (int64 0), startingFrom
   fields.writeInt32LE(1, 16); // numberReturned
-  const length = 16 + fields.length + payload.length;
-  return Buffer.concat([header(length, responseTo, OP_REPLY), fields, payload]);
+  return message(responseTo, OP_REPLY, fields, doc);
 }
