@@ -119,7 +119,7 @@ export class EncodedEvent extends EncodedDocument {
 
 /**
  * Numbers for the shapes of events (a stream's shape and whether the collection keeps images):
- * an entry keeps its encoded events in an array by these numbers, not in a map by shape name.
+ * the store keeps encoded events in an array by these numbers (Store.encodedEvents).
  */
 const shapeSlots = new Map<string, number>();
 
@@ -143,13 +143,14 @@ function encodeOnWrite(store: Store, stream: ChangeStreamCursor): void {
   if (!shapes) {
     const registered = new Map<string, ChangeStreamCursor>();
     store.on('oplog', () => {
-      const entry = store.oplog.at(-1);
+      const index = store.oplog.length - 1;
+      const entry = store.oplog[index];
       if (!entry) return;
       for (const shape of registered.values()) {
         // Looked up when read, never kept.
         if (entry.op === 'update' && shape.spec.fullDocument === 'updateLookup') continue;
         try {
-          shape.encodedEvent(entry);
+          shape.encodedEvent(entry, index);
         } catch {
           // An event its readers will refuse (a required image missing): they say so when read.
         }
@@ -217,19 +218,21 @@ export class ChangeStreamCursor {
    * The entry's event as BSON, encoded once per shape and kept; an update looked up at read
    * time (updateLookup) is encoded each time, as its document may have changed since.
    */
-  encodedEvent(entry: OplogEntry): Document | null {
+  encodedEvent(entry: OplogEntry, index: number): Document | null {
     if (entry.op === 'update' && this.spec.fullDocument === 'updateLookup') {
       const event = this.toEvent(entry);
       return event && new EncodedEvent(event, entry, false);
     }
     // Whether images are on is read when the event is, as toEvent does.
     const slot = this.slots[this.imagesEnabled(entry) ? 1 : 0];
-    const events = (entry.events ??= []);
-    let event = events[slot];
+    const events = (this.store.encodedEvents[slot] ??= []);
+    let event = events[index];
     if (event === undefined) {
       const plain = this.toEvent(entry);
       event = plain && new EncodedEvent(plain, entry, true);
-      events[slot] = event;
+      // Filled up to the entry, so the array stays a dense one.
+      while (events.length < index) events.push(undefined);
+      events[index] = event;
     }
     return event;
   }
@@ -301,7 +304,9 @@ export class ChangeStreamCursor {
           : undefined;
       if (compareTokens(token, this.position) <= 0 && resumedFragment === undefined) continue;
       if (this.inScope(entry)) {
-        const event = this.stages.length ? this.toEvent(entry) : this.encodedEvent(entry);
+        const event = this.stages.length
+          ? this.toEvent(entry)
+          : this.encodedEvent(entry, index - 1);
         const out = event ? this.applyStages(event) : [];
         for (const result of out) {
           for (const piece of this.limitSize(result, token, resumedFragment)) {

@@ -8,53 +8,58 @@ import { decodeDocument, encodeBson } from './bson.js';
 /**
  * A document as BSON bytes, held as consecutive pieces (a change event shares its image's bytes
  * instead of copying them); `serializeReply` embeds them as they are. A backlog keeps hundreds of
- * thousands of these, so the common layouts take no array: one piece is held as itself, and a
- * piece shared between two of its own (an event around its image) as its own bytes joined and
- * where the shared one goes.
+ * thousands of these, so the common layouts are held without any object of their own: kept bytes
+ * as where they are in a shared slab (reserve()), and an event around its image as its own bytes
+ * joined, the image, and where it goes. Views of them are made when a reply is built.
  */
 export class EncodedDocument {
   readonly length: number;
-  /** The bytes, the document's own bytes around `inner` (cut at `cut`), or the pieces. */
-  private readonly bytes: Uint8Array | Uint8Array[];
-  private readonly inner: Uint8Array | null = null;
-  private readonly cut: number = 0;
+  /** The slab (or buffer) holding the document's own bytes, or else its pieces. */
+  private readonly bytes: ArrayBufferLike | Uint8Array[];
+  private readonly offset: number;
+  private readonly own: number;
+  /** A document embedded `cut` bytes into the own bytes. */
+  private readonly inner: EncodedDocument | null;
+  private readonly cut: number;
 
   constructor(parts: Uint8Array[]);
-  constructor(outer: Uint8Array, inner: Uint8Array, cut: number);
+  /** `own` kept bytes, with `inner` embedded at `cut`. */
+  constructor(own: Uint8Array, inner: EncodedDocument | null, cut: number);
   /** The same bytes (for a subclass that adds to them). */
   constructor(same: EncodedDocument);
   constructor(
-    parts: Uint8Array[] | Uint8Array | EncodedDocument,
-    inner?: Uint8Array,
-    cut?: number,
+    bytes: Uint8Array[] | Uint8Array | EncodedDocument,
+    inner: EncodedDocument | null = null,
+    cut = 0,
   ) {
-    if (parts instanceof EncodedDocument) {
-      this.bytes = parts.bytes;
-      this.inner = parts.inner;
-      this.cut = parts.cut;
-      this.length = parts.length;
+    if (bytes instanceof EncodedDocument) {
+      ({ bytes: this.bytes, offset: this.offset, own: this.own } = bytes);
+      ({ inner: this.inner, cut: this.cut, length: this.length } = bytes);
       return;
     }
-    if (inner) {
-      this.bytes = parts as Uint8Array;
-      this.inner = inner;
-      this.cut = cut!;
-      this.length = this.bytes.length + inner.length;
-      return;
+    this.inner = inner;
+    this.cut = cut;
+    if (Array.isArray(bytes)) {
+      this.bytes = bytes;
+      this.offset = 0;
+      let length = 0;
+      for (const part of bytes) length += part.length;
+      this.own = length;
+    } else {
+      this.bytes = bytes.buffer;
+      this.offset = bytes.byteOffset;
+      this.own = bytes.length;
     }
-    const pieces = parts as Uint8Array[];
-    this.bytes = pieces.length === 1 ? pieces[0]! : pieces;
-    let length = 0;
-    for (const part of pieces) length += part.length;
-    this.length = length;
+    this.length = this.own + (inner?.length ?? 0);
   }
 
   /** The pieces, in order. */
   get parts(): Uint8Array[] {
     const bytes = this.bytes;
     if (Array.isArray(bytes)) return bytes;
-    if (!this.inner) return [bytes];
-    return [bytes.subarray(0, this.cut), this.inner, bytes.subarray(this.cut)];
+    const own = new Uint8Array(bytes, this.offset, this.own);
+    if (!this.inner) return [own];
+    return [own.subarray(0, this.cut), ...this.inner.parts, own.subarray(this.cut)];
   }
 
   /** The document itself, for any reader other than `serializeReply` (bson, mingo). */
@@ -113,7 +118,7 @@ function keep(pieces: Uint8Array[]): Uint8Array {
 export function encoded(doc: Document): EncodedDocument {
   let bytes = encodings.get(doc);
   if (!bytes) {
-    bytes = new EncodedDocument([keep([encodeBson(doc)])]);
+    bytes = new EncodedDocument(keep([encodeBson(doc)]), null, 0);
     encodings.set(doc, bytes);
   }
   return bytes;
@@ -172,9 +177,13 @@ function plainElements(fields: Document): Uint8Array {
 
 /**
  * `container` as BSON pieces (a document, or an array with its index names); the pieces of the
- * encoded documents in it are shared (and added to `shared`), not copied.
+ * encoded documents in it are shared (and added to `shared`, with the document they are of), not
+ * copied.
  */
-function containerParts(container: Document | unknown[], shared?: Set<Uint8Array>): Uint8Array[] {
+function containerParts(
+  container: Document | unknown[],
+  shared?: Map<Uint8Array, EncodedDocument>,
+): Uint8Array[] {
   const parts: Uint8Array[] = [new Uint8Array(4)];
   let plain: Document | null = null;
   const flush = () => {
@@ -192,7 +201,7 @@ function containerParts(container: Document | unknown[], shared?: Set<Uint8Array
       parts.push(array ? indexHeader(i) : elementHeader(EMBEDDED_DOCUMENT, name));
       for (const part of value.parts) {
         parts.push(part);
-        if (value.length >= MIN_SHARED) shared?.add(part);
+        if (value.length >= MIN_SHARED) shared?.set(part, value);
       }
     } else if ((Array.isArray(value) || isPlainObject(value)) && holdsEncoded(value)) {
       flush();
@@ -226,17 +235,21 @@ const MIN_SHARED = 256;
  * kept bytes) or made for one reply.
  */
 export function encodeDocument(doc: Document, kept = true): EncodedDocument {
-  const shared = new Set<Uint8Array>();
+  const shared = new Map<Uint8Array, EncodedDocument>();
   const parts = containerParts(doc, shared);
   const join = (pieces: Uint8Array[]) => (kept ? keep(pieces) : Buffer.concat(pieces));
   const sharedAt = parts.flatMap((part, i) => (shared.has(part) ? [i] : []));
   if (sharedAt.length === 1) {
-    // One shared piece (an event around its image): its own bytes in one piece.
+    // One shared document of one piece (an event around its image): its own bytes in one piece.
     const at = sharedAt[0]!;
     const before = parts.slice(0, at);
     let cut = 0;
     for (const part of before) cut += part.length;
-    return new EncodedDocument(join([...before, ...parts.slice(at + 1)]), parts[at]!, cut);
+    return new EncodedDocument(
+      join([...before, ...parts.slice(at + 1)]),
+      shared.get(parts[at]!)!,
+      cut,
+    );
   }
   const joined: Uint8Array[] = [];
   let own: Uint8Array[] = [];

@@ -66,11 +66,9 @@ export interface OplogEntry {
   operationDescription?: Document;
   /** modify: the collection's options before the change. */
   stateBeforeChange?: Document;
-  /** The entry's change events as BSON, by shape (see changestream.ts), once encoded. */
-  events?: (EncodedDocument | null)[];
 }
 
-type EntryInput = Omit<OplogEntry, 'ts' | 'wallTime' | 'txnOpIndex' | 'events'>;
+type EntryInput = Omit<OplogEntry, 'ts' | 'wallTime' | 'txnOpIndex'>;
 
 const names = new Map<string, string>();
 
@@ -111,7 +109,6 @@ function oplogEntry(
     to: input.to,
     operationDescription: input.operationDescription,
     stateBeforeChange: input.stateBeforeChange,
-    events: undefined,
   };
 }
 
@@ -349,6 +346,12 @@ const INTERNAL_DATABASES = new Set(['admin', 'config', 'local']);
 export class Store extends EventEmitter {
   readonly databases = new Map<string, Map<string, Collection>>();
   readonly oplog: OplogEntry[] = [];
+  /**
+   * The entries' change events as BSON once encoded, by the number of their shape (see
+   * changestream.ts) and then by the entry's place in the oplog: an array per shape, not one
+   * per entry.
+   */
+  readonly encodedEvents: (EncodedDocument | null | undefined)[][] = [];
   /** The newest discarded entry: resuming before it fails with ChangeStreamHistoryLost (286). */
   discardedThrough: Timestamp | null = null;
   private lastTime = new Timestamp({ t: Math.floor(Date.now() / 1000), i: 0 });
@@ -410,6 +413,7 @@ export class Store extends EventEmitter {
     const last = this.oplog.at(-1);
     if (last) this.discardedThrough = last.ts;
     this.oplog.length = 0;
+    this.encodedEvents.length = 0;
   }
 
   collection(db: string, name: string): Collection | undefined {
