@@ -11,6 +11,7 @@ import { ChangeSource } from '../src/mongo/source.js';
 import {
   catchUp,
   ceiling,
+  createImageCollections,
   emit,
   harnessRssMb,
   log,
@@ -114,11 +115,7 @@ async function main(): Promise<void> {
     const probe = new MongoClient(harness.url);
     await probe.connect();
     // Post-images are stored with each write, as MongoDB does for these collections.
-    for (const collection of ['ticker', 'accounts']) {
-      await probe
-        .db(database)
-        .createCollection(collection, { changeStreamPreAndPostImages: { enabled: true } });
-    }
+    await createImageCollections(harness, database, ['ticker', 'accounts']);
     const relayArgs = source(
       harness,
       target,

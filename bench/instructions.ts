@@ -9,13 +9,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { MongoClient } from 'mongodb';
 import pg from 'pg';
 import {
+  cdcRelayArgs,
+  createImageCollections,
   emit,
   log,
   startHarness,
   startRelay,
+  scrapeMetrics,
   startTarget,
   total,
   waitUntil,
@@ -65,12 +67,7 @@ async function countInstructions(
       // on how valgrind happens to schedule them (two runs of one build differed by 40%).
       '--single-threaded',
       relayBin,
-      'cdc-relay',
-      ...args,
-      '--metrics-port',
-      String(metricsPort),
-      '--log-level',
-      'warn',
+      ...cdcRelayArgs(args, metricsPort),
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -79,16 +76,7 @@ async function countInstructions(
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   const counter =
     mode === 'snapshot' ? 'relay_snapshot_documents_copied_total' : 'relay_events_written_total';
-  const written = async () => {
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    const values = new Map<string, number>();
-    for (const line of text.split('\n')) {
-      if (!line || line.startsWith('#')) continue;
-      const at = line.lastIndexOf(' ');
-      values.set(line.slice(0, at), Number(line.slice(at + 1)));
-    }
-    return total(values, counter);
-  };
+  const written = async () => total(await scrapeMetrics(metricsPort), counter);
   try {
     // Waiting for the lock: the relay has started and reads its checkpoint.
     await waitUntil(
@@ -139,14 +127,7 @@ async function main(): Promise<void> {
   const harness = await startHarness();
   const target = await startTarget();
   try {
-    const probe = new MongoClient(harness.url);
-    await probe.connect();
-    for (const collection of ['ticker', 'accounts']) {
-      await probe
-        .db(database)
-        .createCollection(collection, { changeStreamPreAndPostImages: { enabled: true } });
-    }
-    await probe.close();
+    await createImageCollections(harness, database, ['ticker', 'accounts']);
     const common = ['--mongodb-url', harness.url, '--database', database];
     // A batch closes at --batch-size only: under valgrind reading a batch takes longer than the
     // default wait of 100 ms, and batches closed by time made the count depend on timing.

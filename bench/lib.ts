@@ -5,6 +5,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import readline from 'node:readline';
+import { MongoClient } from 'mongodb';
 import pg from 'pg';
 import type { Document } from 'bson';
 import { ChangeEvent } from '../src/convert/change.js';
@@ -255,33 +256,33 @@ function statusField(pid: number, field: string): number | null {
   }
 }
 
+/** The arguments of `relay cdc-relay <args>` answering metrics on `metricsPort`, logging warnings only. */
+export function cdcRelayArgs(args: string[], metricsPort: number): string[] {
+  return ['cdc-relay', ...args, '--metrics-port', String(metricsPort), '--log-level', 'warn'];
+}
+
+/** The relay's metrics on `metricsPort`, by name with labels. */
+export async function scrapeMetrics(metricsPort: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    values.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return values;
+}
+
 /** `relay cdc-relay <args>` with a metrics port, sampling its memory every 100 ms. */
 export async function startRelay(args: string[]): Promise<RunningRelay> {
   const metricsPort = await freePort();
-  const run = relayProcess([
-    'cdc-relay',
-    ...args,
-    '--metrics-port',
-    String(metricsPort),
-    '--log-level',
-    'warn',
-  ]);
+  const run = relayProcess(cdcRelayArgs(args, metricsPort));
   const pid = run.child.pid!;
   const memory = sampleMemory(pid);
   let cpu = 0;
   const sampleCpu = () => (cpu = cpuSeconds(pid) ?? cpu);
   const sampler = setInterval(sampleCpu, 100);
-  const metrics = async () => {
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    const values = new Map<string, number>();
-    for (const line of text.split('\n')) {
-      if (!line || line.startsWith('#')) continue;
-      const at = line.lastIndexOf(' ');
-      const name = line.slice(0, at);
-      values.set(name, Number(line.slice(at + 1)));
-    }
-    return values;
-  };
+  const metrics = () => scrapeMetrics(metricsPort);
   // Ready when /metrics answers.
   for (let i = 0; ; i++) {
     if (run.child.exitCode !== null)
@@ -424,6 +425,27 @@ export async function slowProxy(
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/**
+ * Collections that keep pre- and post-images (changeStreamPreAndPostImages), so change events
+ * carry the post-image stored with each write, as MongoDB does.
+ */
+export async function createImageCollections(
+  harness: Harness,
+  database: string,
+  collections: string[],
+): Promise<void> {
+  const client = new MongoClient(harness.url);
+  try {
+    for (const collection of collections) {
+      await client
+        .db(database)
+        .createCollection(collection, { changeStreamPreAndPostImages: { enabled: true } });
+    }
+  } finally {
+    await client.close();
+  }
 }
 
 /** `relay db-workload` on the harness; returns its summary line and what it loaded and did. */
