@@ -105,11 +105,11 @@ function isUserCollection(coll: string | undefined): boolean {
 /** A change event as BSON; its resume token is made again from its entry when asked for. */
 export class EncodedEvent extends EncodedDocument {
   constructor(
-    event: Document,
+    event: EncodedDocument,
     private readonly entry: OplogEntry,
-    kept: boolean,
+    inner?: EncodedDocument,
   ) {
-    super(encodeDocument(event, kept));
+    super(event, inner);
   }
 
   get _id(): Document {
@@ -147,8 +147,6 @@ function encodeOnWrite(store: Store, stream: ChangeStreamCursor): void {
       const entry = store.oplog[index];
       if (!entry) return;
       for (const shape of registered.values()) {
-        // Looked up when read, never kept.
-        if (entry.op === 'update' && shape.spec.fullDocument === 'updateLookup') continue;
         try {
           shape.encodedEvent(entry, index);
         } catch {
@@ -219,9 +217,11 @@ export class ChangeStreamCursor {
    * time (updateLookup) is encoded each time, as its document may have changed since.
    */
   encodedEvent(entry: OplogEntry, index: number): Document | null {
-    if (entry.op === 'update' && this.spec.fullDocument === 'updateLookup') {
+    const lookup = entry.op === 'update' && this.spec.fullDocument === 'updateLookup';
+    const current = lookup ? this.currentDocument(entry) : null;
+    if (lookup && !current) {
       const event = this.toEvent(entry);
-      return event && new EncodedEvent(event, entry, false);
+      return event && new EncodedEvent(encodeDocument(event, false), entry);
     }
     // Whether images are on is read when the event is, as toEvent does.
     const slot = this.slots[this.imagesEnabled(entry) ? 1 : 0];
@@ -229,12 +229,21 @@ export class ChangeStreamCursor {
     let event = events[index];
     if (event === undefined) {
       const plain = this.toEvent(entry);
-      event = plain && new EncodedEvent(plain, entry, true);
+      // A looked-up event is kept around its document, put in anew when read.
+      event = plain && new EncodedEvent(encodeDocument(plain, true, current ?? undefined), entry);
       // Filled up to the entry, so the array stays a dense one.
       while (events.length < index) events.push(undefined);
       events[index] = event;
     }
-    return event;
+    return current && event ? new EncodedEvent(event, entry, current) : event;
+  }
+
+  /** The document an update changed, as it is now (updateLookup), or null once deleted. */
+  private currentDocument(entry: OplogEntry): EncodedDocument | null {
+    const current = this.store
+      .collection(entry.db, entry.coll!)
+      ?.docs.get(idKey(entry.documentKey!._id));
+    return current ? encoded(current) : null;
   }
 
   /** A real server rejects an unknown or malformed stage when the stream is opened. */
@@ -527,12 +536,8 @@ export class ChangeStreamCursor {
 
   private postImage(entry: OplogEntry): Document {
     switch (this.spec.fullDocument) {
-      case 'updateLookup': {
-        const current = this.store
-          .collection(entry.db, entry.coll!)
-          ?.docs.get(idKey(entry.documentKey!._id));
-        return { fullDocument: current ? encoded(current) : null };
-      }
+      case 'updateLookup':
+        return { fullDocument: this.currentDocument(entry) };
       case 'whenAvailable':
         return { fullDocument: this.imagesEnabled(entry) ? entry.postImage! : null };
       case 'required':

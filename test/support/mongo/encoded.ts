@@ -25,16 +25,22 @@ export class EncodedDocument {
   constructor(parts: Uint8Array[]);
   /** `own` kept bytes, with `inner` embedded at `cut`. */
   constructor(own: Uint8Array, inner: EncodedDocument | null, cut: number);
-  /** The same bytes (for a subclass that adds to them). */
-  constructor(same: EncodedDocument);
+  /**
+   * The same bytes (for a subclass that adds to them), or with `inner` in place of the embedded
+   * document (an event around another version of its document: a top-level field, as only the
+   * outer length is written anew).
+   */
+  constructor(same: EncodedDocument, inner?: EncodedDocument);
   constructor(
     bytes: Uint8Array[] | Uint8Array | EncodedDocument,
     inner: EncodedDocument | null = null,
     cut = 0,
   ) {
     if (bytes instanceof EncodedDocument) {
-      ({ bytes: this.bytes, offset: this.offset, own: this.own } = bytes);
-      ({ inner: this.inner, cut: this.cut, length: this.length } = bytes);
+      ({ bytes: this.bytes, offset: this.offset, own: this.own, cut: this.cut } = bytes);
+      this.inner = inner ?? bytes.inner;
+      if (inner && !bytes.inner) throw new Error('no embedded document to replace');
+      this.length = this.own + (this.inner?.length ?? 0);
       return;
     }
     this.inner = inner;
@@ -59,7 +65,10 @@ export class EncodedDocument {
     if (Array.isArray(bytes)) return bytes;
     const own = new Uint8Array(bytes, this.offset, this.own);
     if (!this.inner) return [own];
-    return [own.subarray(0, this.cut), ...this.inner.parts, own.subarray(this.cut)];
+    // The length written anew: the embedded document may be another than the one encoded.
+    const length = Buffer.allocUnsafe(4);
+    length.writeInt32LE(this.length, 0);
+    return [length, own.subarray(4, this.cut), ...this.inner.parts, own.subarray(this.cut)];
   }
 
   /** The document itself, for any reader other than `serializeReply` (bson, mingo). */
@@ -183,6 +192,7 @@ function plainElements(fields: Document): Uint8Array {
 function containerParts(
   container: Document | unknown[],
   shared?: Map<Uint8Array, EncodedDocument>,
+  only?: EncodedDocument,
 ): Uint8Array[] {
   const parts: Uint8Array[] = [new Uint8Array(4)];
   let plain: Document | null = null;
@@ -201,12 +211,12 @@ function containerParts(
       parts.push(array ? indexHeader(i) : elementHeader(EMBEDDED_DOCUMENT, name));
       for (const part of value.parts) {
         parts.push(part);
-        if (value.length >= MIN_SHARED) shared?.set(part, value);
+        if (only ? value === only : value.length >= MIN_SHARED) shared?.set(part, value);
       }
     } else if ((Array.isArray(value) || isPlainObject(value)) && holdsEncoded(value)) {
       flush();
       parts.push(elementHeader(Array.isArray(value) ? ARRAY : EMBEDDED_DOCUMENT, name));
-      for (const part of containerParts(value, shared)) parts.push(part);
+      for (const part of containerParts(value, shared, only)) parts.push(part);
     } else {
       (plain ??= {})[name] = value;
     }
@@ -232,11 +242,16 @@ const MIN_SHARED = 256;
  * A document holding encoded documents, encoded itself: its own pieces joined between the shared
  * ones (a change event is three pieces around its image, not one per field), the fewer objects a
  * backlog of events keeps in the harness's heap. `kept`: whether it is kept (packed with other
- * kept bytes) or made for one reply.
+ * kept bytes) or made for one reply. `only`: the one encoded document to share, whatever its
+ * size (the others are copied).
  */
-export function encodeDocument(doc: Document, kept = true): EncodedDocument {
+export function encodeDocument(
+  doc: Document,
+  kept = true,
+  only?: EncodedDocument,
+): EncodedDocument {
   const shared = new Map<Uint8Array, EncodedDocument>();
-  const parts = containerParts(doc, shared);
+  const parts = containerParts(doc, shared, only);
   const join = (pieces: Uint8Array[]) => (kept ? keep(pieces) : Buffer.concat(pieces));
   const sharedAt = parts.flatMap((part, i) => (shared.has(part) ? [i] : []));
   if (sharedAt.length === 1) {
