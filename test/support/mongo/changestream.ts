@@ -103,7 +103,7 @@ function isUserCollection(coll: string | undefined): boolean {
 }
 
 /** A change event as BSON; its resume token is made again from its entry when asked for. */
-export class EncodedEvent extends EncodedDocument {
+class EncodedEvent extends EncodedDocument {
   constructor(
     event: EncodedDocument,
     private readonly entry: OplogEntry,
@@ -214,7 +214,7 @@ export class ChangeStreamCursor {
 
   /**
    * The entry's event as BSON, encoded once per shape and kept; an update looked up at read
-   * time (updateLookup) is encoded each time, as its document may have changed since.
+   * time (updateLookup) is kept around its document, and the document as it is now put in.
    */
   encodedEvent(entry: OplogEntry, index: number): Document | null {
     const lookup = entry.op === 'update' && this.spec.fullDocument === 'updateLookup';
