@@ -17,7 +17,7 @@ import {
   UUID,
   type Document,
 } from 'bson';
-import { DECODE, bsonId, bsonOid, bsonRowJson } from '../../src/convert/bson.js';
+import { DECODE, bsonId, bsonOid, bsonRowJson, decimal128Text } from '../../src/convert/bson.js';
 import { ChangeEvent } from '../../src/convert/change.js';
 import { keepKeys, oidOf, rowJson, type KeyPolicy } from '../../src/convert/value.js';
 import { RowError } from '../../src/errors.js';
@@ -211,6 +211,63 @@ describe('seeded random documents', () => {
       } else {
         expect(bsonRowJson(bytes, keys)).toBe(expected);
       }
+    }
+  });
+});
+
+describe('Decimal128 text from its 16 bytes', () => {
+  /** The 16 bytes of a Decimal128 with this coefficient, (unbiased) exponent and sign. */
+  function decimalBytes(coefficient: bigint, exponent: number, negative: boolean): Buffer {
+    const bits =
+      (BigInt(negative ? 1 : 0) << 127n) | (BigInt(exponent + 6176) << 113n) | coefficient;
+    const bytes = Buffer.alloc(16);
+    bytes.writeBigUInt64LE(bits & 0xffffffffffffffffn, 0);
+    bytes.writeBigUInt64LE(bits >> 64n, 8);
+    return bytes;
+  }
+  const asBson = (bytes: Buffer) => new Decimal128(bytes).toString();
+
+  it.each([
+    ['0', 0n, 0, false],
+    ['-0.00', 0n, -2, true],
+    ['0E+3', 0n, 3, false],
+    ['0E-6176', 0n, -6176, false],
+    ['1.10', 110n, -2, false],
+    ['-12345.6789', 123456789n, -4, true],
+    ['0.000001', 1n, -6, false],
+    ['1E-7', 1n, -7, false],
+    ['1E+3', 1n, 3, false],
+    ['largest fast coefficient', 2n ** 53n - 1n, -10, false],
+    ['first coefficient of bson’s path', 2n ** 53n, -10, false],
+    ['33 digits before the point', 10n ** 15n, 18, false],
+    ['34 digits: scientific', 10n ** 15n, 19, false],
+    ['34-digit coefficient', 10n ** 34n - 1n, -3, true],
+    ['largest exponent', 9n, 6111, false],
+  ])('%s', (_name, coefficient, exponent, negative) => {
+    const bytes = decimalBytes(coefficient, exponent, negative);
+    expect(decimal128Text(bytes, 0)).toBe(asBson(bytes));
+  });
+
+  it('NaN, Infinity and -Infinity', () => {
+    for (const text of ['NaN', 'Infinity', '-Infinity']) {
+      const bytes = Buffer.from(Decimal128.fromString(text).bytes);
+      expect(decimal128Text(bytes, 0)).toBe(text);
+    }
+  });
+
+  it('as bson writes it, for 20,000 seeded random values and byte patterns', () => {
+    faker.seed(29);
+    for (let i = 0; i < 20_000; i++) {
+      const digits = faker.number.int({ min: 1, max: 34 });
+      const coefficient = BigInt(faker.string.numeric({ length: digits, allowLeadingZeros: true }));
+      const exponent =
+        i % 4 === 0
+          ? faker.number.int({ min: -6176, max: 6111 })
+          : faker.number.int({ min: -40, max: 40 });
+      const bytes = decimalBytes(coefficient, exponent, faker.datatype.boolean());
+      expect(decimal128Text(bytes, 0)).toBe(asBson(bytes));
+      const random = Buffer.from(faker.string.hexadecimal({ length: 32, prefix: '' }), 'hex');
+      expect(decimal128Text(random, 0)).toBe(asBson(random));
     }
   });
 });
