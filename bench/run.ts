@@ -42,87 +42,46 @@ function run(bench: Bench): Promise<Result> {
 
 const TARGETS: Record<Bench, (r: Result) => string[]> = {
   backlog: (r) => [
-    verdict(
-      'relay CPU per event (µs)',
-      Number(r.relay_cpu_us_per_event),
-      '≤ 20',
-      Number(r.relay_cpu_us_per_event) <= 20,
-    ),
-    verdict(
-      'source alone / relay',
-      Number(r.ratio_source_to_relay),
-      '≥ 3',
-      Number(r.ratio_source_to_relay) >= 3,
-    ),
-    verdict(
-      'relay / target ceiling',
-      Number(r.ratio_to_ceiling),
-      '≥ 0.6',
-      Number(r.ratio_to_ceiling) >= 0.6,
-    ),
-    verdict(
-      'relay / per-event baseline',
-      Number(r.ratio_to_baseline),
-      '≥ 20',
-      Number(r.ratio_to_baseline) >= 20,
-    ),
-    verdict('peak RSS (MB)', Number(r.peak_rss_mb), '≤ 256', Number(r.peak_rss_mb) <= 256),
+    atMost('relay CPU per event (µs)', r.relay_cpu_us_per_event, 20),
+    atLeast('source alone / relay', r.ratio_source_to_relay, 3),
+    atLeast('relay / target ceiling', r.ratio_to_ceiling, 0.6),
+    atLeast('relay / per-event baseline', r.ratio_to_baseline, 20),
+    atMost('peak RSS (MB)', r.peak_rss_mb, 256),
   ],
   snapshot: (r) => [
-    verdict(
-      'snapshot / target ceiling',
-      Number(r.ratio_to_ceiling),
-      '≥ 0.6',
-      Number(r.ratio_to_ceiling) >= 0.6,
-    ),
-    verdict(
-      'snapshot: source alone / relay',
-      Number(r.ratio_source_to_relay),
-      '≥ 3',
-      Number(r.ratio_source_to_relay) >= 3,
-    ),
+    atLeast('snapshot / target ceiling', r.ratio_to_ceiling, 0.6),
+    atLeast('snapshot: source alone / relay', r.ratio_source_to_relay, 3),
   ],
-  latency: (r) => [
-    verdict('p99 latency (ms) at 1000 ops/s', Number(r.p99_ms), '≤ 250', Number(r.p99_ms) <= 250),
-  ],
+  latency: (r) => [atMost('p99 latency (ms) at 1000 ops/s', r.p99_ms, 250)],
   memory: (r) => [
-    verdict(
-      'peak RSS (MB) under a slow target',
-      Number(r.peak_rss_mb),
-      '≤ 256',
-      Number(r.peak_rss_mb) <= 256,
-    ),
-    verdict('events lost', Number(r.lost), '0', Number(r.lost) === 0),
+    atMost('peak RSS (MB) under a slow target', r.peak_rss_mb, 256),
+    none('events lost', r.lost),
   ],
   large: (r) => [
-    verdict(
+    atMost(
       'peak RSS (MB), 300 × 2 MB and 20 × 15 MB documents, stream and snapshot',
-      Number(r.peak_rss_mb),
-      '≤ 256',
-      Number(r.peak_rss_mb) <= 256,
+      r.peak_rss_mb,
+      256,
     ),
-    verdict(
-      'peak RSS (MB) of relay verify on them',
-      Number(r.verify_peak_rss_mb),
-      '≤ 256',
-      Number(r.verify_peak_rss_mb) <= 256,
-    ),
-    verdict('large documents lost', Number(r.lost), '0', Number(r.lost) === 0),
+    atMost('peak RSS (MB) of relay verify on them', r.verify_peak_rss_mb, 256),
+    none('large documents lost', r.lost),
   ],
   'large-cratedb': (r) => [
-    verdict(
-      'peak RSS (MB), the same on the CrateDB harness',
-      Number(r.peak_rss_mb),
-      '≤ 256',
-      Number(r.peak_rss_mb) <= 256,
-    ),
-    verdict('large documents lost on CrateDB', Number(r.lost), '0', Number(r.lost) === 0),
+    atMost('peak RSS (MB), the same on the CrateDB harness', r.peak_rss_mb, 256),
+    none('large documents lost on CrateDB', r.lost),
   ],
 };
 
+/** One row of the targets table. */
 function verdict(what: string, value: number, target: string, met: boolean): string {
   return `| ${what} | ${value} | ${target} | ${met ? 'met' : '**missed**'} |`;
 }
+const atMost = (what: string, figure: unknown, limit: number) =>
+  verdict(what, Number(figure), `≤ ${limit}`, Number(figure) <= limit);
+const atLeast = (what: string, figure: unknown, limit: number) =>
+  verdict(what, Number(figure), `≥ ${limit}`, Number(figure) >= limit);
+const none = (what: string, figure: unknown) =>
+  verdict(what, Number(figure), '0', Number(figure) === 0);
 
 const previous = fs.existsSync(RESULTS) ? fs.readFileSync(RESULTS, 'utf8') : '';
 // Figures of benchmarks not run this time stay as they were, with their own command and date.

@@ -271,10 +271,10 @@ export function decimal128Text(src: Uint8Array, at: number): string {
   const midHigh = int32At(src, at + 8);
   const midLow = int32At(src, at + 4) >>> 0;
   // Infinity and NaN (combination field 11xxx), or a coefficient of 2^53 or more: bson's path.
-  if ((high & 0x60000000) === 0x60000000 || (high & 0x1ffff) !== 0 || midHigh !== 0) {
+  const special = (high & 0x60000000) === 0x60000000;
+  if (special || (high & 0x1ffff) !== 0 || midHigh !== 0 || midLow >= 0x200000) {
     return new Decimal128(src.subarray(at, at + 16)).toString();
   }
-  if (midLow >= 0x200000) return new Decimal128(src.subarray(at, at + 16)).toString();
   const exponent = ((high >>> 17) & 0x3fff) - 6176;
   const digits = String(midLow * 2 ** 32 + (int32At(src, at) >>> 0));
   const sign = high < 0 ? '-' : '';
